@@ -1,0 +1,115 @@
+"""Default Celery application deployed by the ``celery_workers`` role.
+
+Everything that differs between environments comes from the process
+environment, which systemd loads from the role's environment file
+(``EnvironmentFile=``), never from this file or a command line:
+
+``CELERY_BROKER_URL``       broker URL, e.g. ``amqp://user:pass@host:5672/vhost`` (required)
+``CELERY_RESULT_BACKEND``   result backend, default ``rpc://``
+``CELERY_DEFAULT_QUEUE``    name of the default queue, default ``default``
+
+Queues: ``default`` plus ``other`` and ``reports``, each on a direct exchange
+of its own name with a routing key equal to the queue name.  ``task_routes``
+sends ``celery_app.other_*`` tasks to ``other``; ``report`` names its queue in
+its decorator.  A worker may consume a queue that is not declared here: it is
+created on a direct exchange of the same name (``task_create_missing_queues``).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+from celery import Celery
+from kombu import Exchange, Queue
+
+DEFAULT_QUEUE = os.environ.get("CELERY_DEFAULT_QUEUE", "default")
+
+
+def _queue(name: str) -> Queue:
+    """A queue bound to a direct exchange of the same name."""
+    return Queue(name, Exchange(name, type="direct"), routing_key=name)
+
+
+app = Celery("celery_app")
+app.conf.update(
+    broker_url=os.environ.get("CELERY_BROKER_URL"),
+    result_backend=os.environ.get("CELERY_RESULT_BACKEND", "rpc://"),
+    broker_connection_retry_on_startup=True,
+    # Messages.
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    timezone="UTC",
+    enable_utc=True,
+    # Queues and routing: each queue on its own direct exchange.
+    task_default_queue=DEFAULT_QUEUE,
+    task_default_exchange=DEFAULT_QUEUE,
+    task_default_exchange_type="direct",
+    task_default_routing_key=DEFAULT_QUEUE,
+    task_queues=(_queue(DEFAULT_QUEUE), _queue("other"), _queue("reports")),
+    task_create_missing_queues=True,
+    task_routes={
+        "celery_app.other_*": {"queue": "other", "exchange": "other", "routing_key": "other"},
+    },
+    # A task is acknowledged only once it has finished, so a worker killed in
+    # the middle of it (OOM, kill -9, host loss) leaves the message on the
+    # broker to be redelivered; with prefetch 1 a worker holds only one
+    # unacknowledged message per pool process.
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    # Let Flower and `celery inspect` see what was sent and where.
+    task_send_sent_event=True,
+    worker_send_task_events=True,
+)
+
+
+def _where(task) -> dict:
+    info = task.request.delivery_info or {}
+    return {
+        "worker": task.request.hostname,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "queue": info.get("routing_key"),
+        "exchange": info.get("exchange"),
+    }
+
+
+@app.task(bind=True, name="celery_app.whoami")
+def whoami(self) -> dict:
+    """Default queue: tell which worker ran it."""
+    return _where(self)
+
+
+@app.task(bind=True, name="celery_app.other_whoami")
+def other_whoami(self) -> dict:
+    """Routed to ``other`` by ``task_routes``."""
+    return _where(self)
+
+
+@app.task(bind=True, name="celery_app.report", queue="reports")
+def report(self, title: str = "report") -> dict:
+    """Sent to ``reports`` by the ``queue=`` of its decorator."""
+    return dict(_where(self), title=title)
+
+
+@app.task(bind=True, name="celery_app.sleep")
+def sleep(self, seconds: float = 1.0, token: str | None = None) -> dict:
+    """Sleep, then report; ``token`` shows up in the worker's journal."""
+    time.sleep(float(seconds))
+    if token is not None:
+        print(f"celery_app.sleep done token={token}", flush=True)
+    return dict(_where(self), token=token)
+
+
+@app.task(name="celery_app.add")
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+@app.task(name="celery_app.noop", ignore_result=True)
+def noop() -> None:
+    """Does nothing: for throughput measurements."""
+    return None
