@@ -60,4 +60,4 @@ def test_explicit_queue_overrides_the_route(celery_app):
     """apply_async(queue=...) sends a default task to the `other` workers."""
     ran = celery_app.whoami.apply_async(queue="other").get(timeout=30)
     assert ran["worker"] in _consumers("other")
-    assert ran["queue"] == "other"
+    assert ran["queue"] == "other" and ran["exchange"] == "other"

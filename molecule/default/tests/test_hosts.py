@@ -69,7 +69,7 @@ def test_unit_files(host, workers):
         unit = host.file(f"{UNIT_DIR}/celery-worker-{w['name']}.service")
         assert unit.exists and unit.user == "root" and unit.mode == 0o644
         text = unit.content_string
-        assert "Type=exec" in text and "forking" not in text
+        assert "\nType=exec\n" in text and "Type=forking" not in text
         assert f"-n {w['name']}@%%h" in text
         assert f"--queues={','.join(w['queues'])} " in text
         assert f"TimeoutStopSec={GROUP_VARS['celery_workers_stop_timeout']}\n" in text
@@ -117,5 +117,9 @@ def test_secrets_not_in_process_list(host):
 
 def test_journal_has_one_identifier_per_worker(host, workers):
     for w in workers:
+        # The start-up banner names the node, whatever the log level.
         lines = host.check_output(f"journalctl -t celery-worker-{w['name']} --no-pager -o cat")
-        assert f"{w['name']}@{host.check_output('hostname')} ready" in lines
+        assert f"-------------- {w['name']}@{host.check_output('hostname')} v" in lines
+        for other in workers:
+            if other["name"] != w["name"]:
+                assert f"-------------- {other['name']}@" not in lines

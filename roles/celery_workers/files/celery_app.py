@@ -9,14 +9,17 @@ environment, which systemd loads from the role's environment file
 ``CELERY_DEFAULT_QUEUE``    name of the default queue, default ``default``
 
 Queues: ``default`` plus ``other`` and ``reports``, each on a direct exchange
-of its own name with a routing key equal to the queue name.  ``task_routes``
+of its own name with a routing key equal to the queue name.  ``TASK_ROUTES``
 sends ``celery_app.other_*`` tasks to ``other``; ``report`` names its queue in
-its decorator.  A worker may consume a queue that is not declared here: it is
-created on a direct exchange of the same name (``task_create_missing_queues``).
+its decorator; ``apply_async(queue=...)`` wins over both.  Every message is
+published to the direct exchange of its queue (Celery would otherwise use the
+anonymous exchange).  A worker may consume a queue that is not declared here:
+it is created on a direct exchange of the same name (``task_create_missing_queues``).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import socket
 import time
@@ -27,9 +30,28 @@ from kombu import Exchange, Queue
 DEFAULT_QUEUE = os.environ.get("CELERY_DEFAULT_QUEUE", "default")
 
 
+#: Task routes: task name pattern -> queue.
+TASK_ROUTES = {
+    "celery_app.other_*": "other",
+}
+
+
 def _queue(name: str) -> Queue:
     """A queue bound to a direct exchange of the same name."""
     return Queue(name, Exchange(name, type="direct"), routing_key=name)
+
+
+def route_task(name, args, kwargs, options, task=None, **kw):  # pylint: disable=unused-argument
+    """Pick the queue of a task and publish to that queue's direct exchange.
+
+    A queue given by the caller or the task's decorator wins, then the first
+    TASK_ROUTES pattern that matches, then the default queue.
+    """
+    queue = options.get("queue")
+    if queue is None:
+        queue = next((q for pattern, q in TASK_ROUTES.items() if fnmatch.fnmatchcase(name, pattern)), DEFAULT_QUEUE)
+    qname = getattr(queue, "name", queue)
+    return {"queue": qname, "exchange": qname, "routing_key": qname}
 
 
 app = Celery("celery_app")
@@ -50,9 +72,7 @@ app.conf.update(
     task_default_routing_key=DEFAULT_QUEUE,
     task_queues=(_queue(DEFAULT_QUEUE), _queue("other"), _queue("reports")),
     task_create_missing_queues=True,
-    task_routes={
-        "celery_app.other_*": {"queue": "other", "exchange": "other", "routing_key": "other"},
-    },
+    task_routes=(route_task,),
     # A task is acknowledged only once it has finished, so a worker killed in
     # the middle of it (OOM, kill -9, host loss) leaves the message on the
     # broker to be redelivered; with prefetch 1 a worker holds only one
