@@ -1,0 +1,383 @@
+"""Bad input is refused before anything changes.
+
+One ansible-playbook run applies the role, in check mode and limited to the
+`celery_workers_preflight` tag, to one inventory host per case (all
+`ansible_connection: local`):
+
+* group `spec`: the role as a playbook applies it (`roles:`), so the argument
+  spec of meta/argument_specs.yml is validated first, then tasks/preflight.yml;
+* group `pre`: the same cases through `include_role` with
+  `rolespec_validate: false`, so tasks/preflight.yml alone must catch every
+  case, with a message naming the entry index, the worker name and the field.
+
+Every bad case must fail in the expected task with the expected message,
+report nothing changed and reach no task past the configuration checks (not
+even the read-only user lookup); every good case must pass all of preflight.
+The tag filter and check mode are two locks that keep even a case passing by
+mistake from installing anything on the machine running the tests.
+
+Each host's broker URL carries a canary password that must never appear in
+the output. That the host really stays untouched (no check mode, no tag) is
+proven against a molecule host in molecule/default/tests/test_preflight_on_host.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROLE = ROOT / "roles" / "celery_workers"
+ANSIBLE_PLAYBOOK = pathlib.Path(sys.executable).parent / "ansible-playbook"
+
+SPEC_TASK = "celery_workers : Validating arguments against arg spec 'main'"
+COLLECT_TASK = "celery_workers : Collect configuration errors"
+ASSERT_TASK = "celery_workers : Assert the configuration is valid"
+GETENT_TASK = "celery_workers : Look up the workers' user and group on the host"
+ROOT_TASK = "celery_workers : Assert the workers' user and group are not root"
+INCLUDE_TASK = "ansible.builtin.include_role : celery_workers"
+PREFLIGHT_TASKS = [COLLECT_TASK, ASSERT_TASK, GETENT_TASK, ROOT_TASK]
+
+CANARY = "CanaryPw7x"  # part of every case's broker password
+
+W0 = {"name": "default", "queues": ["default"]}
+
+
+def worker(**fields):
+    """A second worker entry (index 1, behind a valid one), named `w` unless given."""
+    return {"celery_workers": [W0, {"name": "w", "queues": ["q"], **fields}]}
+
+
+def at(name):
+    """How preflight names the entry at index 1."""
+    return f"celery_workers[1] (name '{name}')"
+
+
+class Case:
+    """One bad input: its variables, what preflight says, what the arg spec says (None: the spec lets it through)."""
+
+    def __init__(self, case_id, variables, expect, spec=None, copies=1):
+        self.id = case_id
+        self.vars = variables
+        self.expect = expect
+        self.spec = spec
+        self.copies = copies
+
+    def __repr__(self):
+        return self.id
+
+
+def _hardening_directives():
+    """The directives unit_hardening.j2 sets (which celery_workers_unit_extra must not change)."""
+    text = (ROLE / "templates" / "unit_hardening.j2").read_text()
+    return re.findall(r"^([A-Z][A-Za-z]+)=", text, re.M)
+
+
+BAD = [
+    # --- names: they become file names, unit names and node names
+    Case("name_traversal", worker(name="../x"), [at("../x"), "field name must match"]),
+    Case("name_slash", worker(name="a/b"), [at("a/b"), "field name must match"]),
+    Case("name_newline_unit_injection", worker(name="evil\nExecStartPre=/bin/sh -c id"),
+         [at("evil\\nExecStartPre=/bin/sh -c id"), "field name must match"]),
+    Case("name_trailing_newline", worker(name="evil\n"), [at("evil\\n"), "field name must match"]),
+    Case("name_space", worker(name="my worker"), [at("my worker"), "field name must match"]),
+    Case("name_percent_specifier", worker(name="w%i"), [at("w%i"), "field name must match"]),
+    Case("name_at_template_unit", worker(name="w@x"), [at("w@x"), "field name must match"]),
+    Case("name_leading_dash", worker(name="-w"), [at("-w"), "field name must match"]),
+    Case("name_empty", worker(name=""), [at(""), "field name must match"]),
+    Case("name_too_long", worker(name="w" * 64), [at("w" * 60), "field name must match"]),
+    Case("name_duplicate", worker(name="default"), [at("default"), "field name is a duplicate"]),
+    Case("name_duplicate_other_case", worker(name="DEFAULT"), [at("DEFAULT"), "field name is a duplicate"]),
+    Case("name_missing", {"celery_workers": [W0, {"queues": ["q"]}]}, [at(""), "field name must match"],
+         spec=["missing required arguments: name found in celery_workers"]),
+    Case("name_number", worker(name=12), [at("12"), "field name must match"]),
+    # --- queues: joined with commas into -Q
+    Case("queues_missing", {"celery_workers": [W0, {"name": "w"}]}, [at("w"), "field queues is required"],
+         spec=["one of the following is required: queues, queue found in celery_workers"]),
+    Case("queues_empty_list", worker(queues=[]), [at("w"), "field queues must be a non-empty list"]),
+    Case("queues_empty_name", worker(queues=[""]), [at("w"), "field queues: '' is not a safe queue name"]),
+    Case("queue_with_comma", worker(queues=["a,b"]), [at("w"), "field queues: 'a,b' is not a safe queue name"]),
+    Case("queue_with_space", {"celery_workers": [W0, {"name": "w", "queue": "a b"}]},
+         [at("w"), "field queues: 'a b' is not a safe queue name"]),
+    Case("queue_with_newline", worker(queues=["a\n"]), [at("w"), "field queues: 'a\\n' is not a safe queue name"]),
+    Case("queue_with_percent", worker(queues=["a%n"]), [at("w"), "field queues: 'a%n' is not a safe queue name"]),
+    Case("queue_twice", worker(queues=["a", "a"]), [at("w"), "field queues lists a queue twice"]),
+    Case("queue_and_queues", worker(queue="q"), [at("w"), "fields queue and queues are mutually exclusive"],
+         spec=["parameters are mutually exclusive: queues|queue found in celery_workers"]),
+    Case("queues_is_a_string", worker(queues="a,b"), [at("w"), "field queues must be a non-empty list"]),
+    # --- numbers
+    Case("concurrency_string", worker(concurrency="four"), [at("w"), "field concurrency must be a positive integer, got 'four'"],
+         spec=["argument 'concurrency' is of type str found in 'celery_workers'", "cannot be converted to an int"]),
+    Case("concurrency_zero", worker(concurrency=0), [at("w"), "field concurrency must be a positive integer, got '0'"]),
+    Case("concurrency_negative", worker(concurrency=-2), [at("w"), "field concurrency must be a positive integer, got '-2'"]),
+    Case("concurrency_bool", worker(concurrency=True), [at("w"), "field concurrency must be a positive integer, got 'True'"]),
+    Case("concurrency_float", worker(concurrency=2.5), [at("w"), "field concurrency must be a positive integer, got '2.5'"],
+         spec=["argument 'concurrency' is of type float found in 'celery_workers'"]),
+    Case("concurrency_trailing_newline", worker(concurrency="4\n"), [at("w"), "field concurrency must be a positive integer, got '4\\n'"]),
+    Case("max_tasks_per_child_zero", worker(max_tasks_per_child=0), [at("w"), "field max_tasks_per_child must be a positive integer"]),
+    Case("soft_time_limit_not_below_time_limit", worker(time_limit=60, soft_time_limit=60),
+         [at("w"), "field soft_time_limit must be lower than time_limit"]),
+    Case("autoscale_max_below_min", worker(autoscale={"max": 2, "min": 4}), [at("w"), "field autoscale max (2) must be >= min (4)"]),
+    Case("autoscale_zero_min", worker(autoscale={"max": 4, "min": 0}), [at("w"), "field autoscale max and min must be positive integers"]),
+    Case("autoscale_string", worker(autoscale={"max": "many", "min": 1}), [at("w"), "field autoscale max and min must be positive integers"],
+         spec=["argument 'max' is of type str found in 'celery_workers -> autoscale'"]),
+    Case("autoscale_missing_min", worker(autoscale={"max": 4}), [at("w"), "field autoscale must be a mapping {max: N, min: M}"],
+         spec=["missing required arguments: min found in celery_workers -> autoscale"]),
+    Case("autoscale_with_concurrency", worker(autoscale={"max": 4, "min": 1}, concurrency=2),
+         [at("w"), "fields concurrency and autoscale are mutually exclusive"],
+         spec=["parameters are mutually exclusive: concurrency|autoscale found in celery_workers"]),
+    # --- unknown keys and choices
+    Case("unknown_key", worker(colour="red"), [at("w"), "unknown field 'colour'"],
+         spec=["celery_workers.colour", "Supported parameters include"]),
+    Case("misspelled_key", worker(concurency=4), [at("w"), "unknown field 'concurency'"], spec=["celery_workers.concurency"]),
+    Case("unknown_autoscale_key", worker(autoscale={"max": 4, "min": 1, "step": 1}), [at("w"), "field autoscale must be a mapping"],
+         spec=["celery_workers.autoscale.step"]),
+    Case("unknown_loglevel", worker(loglevel="verbose"), [at("w"), "field loglevel 'verbose' is not one of"],
+         spec=["value of loglevel must be one of", "got: verbose found in celery_workers"]),
+    Case("unknown_pool", worker(pool="forking"), [at("w"), "field pool 'forking' is not one of"],
+         spec=["value of pool must be one of", "got: forking found in celery_workers"]),
+    Case("loglevel_newline", worker(loglevel="info\nUser=root"), [at("w"), "field loglevel 'info\\nUser=root' is not one of"],
+         spec=["value of loglevel must be one of"]),
+    Case("global_loglevel_unknown", {"celery_workers_loglevel": "loud"}, ["celery_workers_loglevel: 'loud' is not one of"],
+         spec=["value of celery_workers_loglevel must be one of"]),
+    Case("global_concurrency_zero", {"celery_workers_concurrency": 0}, ["celery_workers_concurrency: must be a positive integer, got '0'"]),
+    # --- values written to environment files and unit lines
+    Case("env_value_newline", worker(env={"FOO": f"{CANARY}\nCELERY_BROKER_URL=amqp://evil"}),
+         [at("w"), "field env.FOO: value must be a string or number without newlines"]),
+    Case("env_value_carriage_return", worker(env={"FOO": "bar\rX"}), [at("w"), "field env.FOO: value must be"]),
+    Case("env_value_mapping", worker(env={"FOO": {"a": 1}}), [at("w"), "field env.FOO: value must be"]),
+    Case("env_bad_key", worker(env={"BAD-KEY": "x"}), [at("w"), "field env: key 'BAD-KEY' is not a valid environment variable name"]),
+    Case("env_key_newline", worker(env={"FOO\nBAR": "x"}), [at("w"), "field env: key 'FOO\\nBAR' is not a valid"]),
+    Case("env_not_a_mapping", worker(env=[f"FOO={CANARY}"]), [at("w"), "field env must be a mapping"],
+         spec=["argument 'env' is of type list found in 'celery_workers'"]),
+    Case("global_env_newline", {"celery_workers_environment": {"FOO": f"{CANARY}\nb"}},
+         ["celery_workers_environment.FOO: value must be a string or number without newlines"]),
+    Case("global_env_bad_key", {"celery_workers_environment": {"1FOO": "a"}}, ["celery_workers_environment: key '1FOO' is not a valid"]),
+    Case("extra_args_newline_unit_injection", worker(extra_args=["--without-gossip\nExecStartPre=/bin/sh -c id"]),
+         [at("w"), "field extra_args[0] must be a non-empty string without newlines"]),
+    Case("extra_args_string", worker(extra_args="--without-gossip"), [at("w"), "field extra_args must be a list"]),
+    Case("extra_args_credentials", worker(extra_args=["--without-gossip", f"--broker=amqp://u:{CANARY}@mq/v"]),
+         [at("w"), "field extra_args[1] holds a URL with credentials"]),
+    Case("extra_args_overrides_queues", worker(extra_args=["-Q", "other"]), [at("w"), "field extra_args[0] '-Q' is set by the role"]),
+    Case("extra_args_embedded_beat", worker(extra_args=["--beat"]), [at("w"), "field extra_args[0] '--beat' is set by the role"]),
+    Case("extra_args_concurrency_short", worker(extra_args=["-c8"]), [at("w"), "field extra_args[0] '-c8' is set by the role"]),
+    # --- broker
+    Case("broker_url_empty", {"celery_workers_broker_url": ""}, ["celery_workers_broker_url: must be set to the broker URL"]),
+    Case("broker_url_newline", {"celery_workers_broker_url": f"amqp://u:{CANARY}@mq/v\nX=1"},
+         ["celery_workers_broker_url: must not contain newlines or control characters"]),
+    Case("broker_url_no_scheme", {"celery_workers_broker_url": f"u:{CANARY}@mq/v"}, ["celery_workers_broker_url: must be a URL starting with a scheme"]),
+    Case("broker_url_not_a_string", {"celery_workers_broker_url": {"password": CANARY}}, ["celery_workers_broker_url: must be set"]),
+    # --- accounts and paths
+    Case("user_root", {"celery_workers_user": "root"}, ["celery_workers_user: workers must not run as root"]),
+    Case("group_root", {"celery_workers_group": "root"}, ["celery_workers_group: workers must not run as root"]),
+    Case("user_newline", {"celery_workers_user": "celery\nUser=root"}, ["celery_workers_user: 'celery\\nUser=root' is not a valid system account name"]),
+    Case("base_dir_relative", {"celery_workers_base_dir": "opt/celery"}, ["celery_workers_base_dir: 'opt/celery' must be an absolute path"]),
+    Case("base_dir_traversal", {"celery_workers_base_dir": "/opt/celery/../../etc"},
+         ["celery_workers_base_dir: '/opt/celery/../../etc' must be an absolute path", "without '.', '..'"]),
+    Case("config_dir_system", {"celery_workers_config_dir": "/etc/"}, ["celery_workers_config_dir: '/etc/' must be an absolute path"]),
+    Case("state_dir_system", {"celery_workers_state_dir": "/var/lib"}, ["celery_workers_state_dir: '/var/lib' is a system directory"]),
+    Case("state_dir_inside_base_dir", {"celery_workers_state_dir": "/opt/celery/state"},
+         ["celery_workers_state_dir ('/opt/celery/state') and celery_workers_base_dir ('/opt/celery') must be separate directories"]),
+    Case("config_dir_inside_state_dir", {"celery_workers_config_dir": "/var/lib/celery/etc"},
+         ["celery_workers_state_dir ('/var/lib/celery') and celery_workers_config_dir ('/var/lib/celery/etc') must be separate"]),
+    # --- unit lines added to every worker unit
+    Case("unit_extra_user_root", {"celery_workers_unit_extra": ["User=root"]}, ["celery_workers_unit_extra[0]: User= is set by the role"]),
+    Case("unit_extra_privileged_exec", {"celery_workers_unit_extra": ["ExecStartPre=+/bin/sh -c id"]},
+         ["celery_workers_unit_extra[0]: ExecStartPre= with a '+' or '!' prefix would run as root"]),
+    Case("unit_extra_newline", {"celery_workers_unit_extra": ["MemoryMax=1G\nUser=root"]},
+         ["celery_workers_unit_extra[0]: 'MemoryMax=1G\\nUser=root' must be one 'Directive=value' line"]),
+    Case("unit_extra_section", {"celery_workers_unit_extra": ["[Install]"]}, ["celery_workers_unit_extra[0]: '[Install]' must be one"]),
+    Case("unit_extra_credentials", {"celery_workers_unit_extra": [f"Environment=CELERY_BROKER_URL=amqp://u:{CANARY}@mq/v"]},
+         ["celery_workers_unit_extra[0]: holds a URL with credentials"]),
+    # Every directive of the hardening include, each on its own line of one list.
+    Case("unit_extra_loosens_hardening", {"celery_workers_unit_extra": ["MemoryMax=1G"] + [f"{d}=" for d in _hardening_directives()]},
+         [f"celery_workers_unit_extra[{i}]: {d}= is set by the role" for i, d in enumerate(_hardening_directives(), 1)]),
+    # --- the list itself, pip, beat
+    Case("workers_not_a_list", {"celery_workers": {"name": "w", "queues": ["q"]}}, ["celery_workers: must be a list of workers"],
+         spec=["argument 'celery_workers' is of type dict"]),
+    Case("workers_null", {"celery_workers": None}, ["celery_workers: must be a list of workers ([] for none), got NoneType"]),
+    Case("entry_not_a_mapping", {"celery_workers": [W0, "other"]}, ["celery_workers[1]: must be a mapping"],
+         spec=["Elements value for option 'celery_workers' is of type str and we were unable to convert to dict"]),
+    Case("pip_environment_credentials", {"celery_workers_pip_environment": {"PIP_INDEX_URL": f"https://u:{CANARY}@pypi.example/simple"}},
+         ["celery_workers_pip_environment.PIP_INDEX_URL: holds a URL with credentials"]),
+    Case("pip_package_is_an_option", {"celery_workers_pip_packages": ["--index-url=http://evil.example/simple"]},
+         ["celery_workers_pip_packages[0]: '--index-url=http://evil.example/simple' must be a requirement specifier"]),
+    Case("beat_on_two_hosts", {"celery_workers_beat_enabled": True}, ["celery_workers_beat_enabled: true on 2 hosts of this play", "enable beat on one host only"],
+         copies=2),
+]
+
+
+def _full_example():
+    """The commented "A full example" of defaults/main.yml: the documented example must pass."""
+    lines = (ROLE / "defaults" / "main.yml").read_text().splitlines()
+    start = lines.index("# A full example:") + 1
+    assert lines[start] == "# celery_workers:"
+    block = [lines[start][2:]]
+    for line in lines[start + 1:]:
+        if not line.startswith("#   "):
+            break
+        block.append(line[2:])
+    example = yaml.safe_load("\n".join(block))
+    assert len(example["celery_workers"]) >= 3, example
+    return example
+
+
+GOOD = {
+    "defaults": {},
+    "empty_list": {"celery_workers": []},
+    "full_example": _full_example(),
+    "molecule_worker2": yaml.safe_load((ROOT / "molecule/default/inventory/host_vars/mol-worker2.yml").read_text()),
+    "edge_values": {
+        "celery_workers": [
+            {"name": "w" * 63, "queues": ["a.b:c@d-e_f"], "concurrency": "4"},
+            {"name": "Q-2_x", "queue": "x", "autoscale": {"max": 3, "min": 3}, "pool": "threads", "loglevel": "DEBUG",
+             "env": {"TITLE": "50% \"quoted\" $HOME `x` \\ and ; #", "N": 3}, "extra_args": ["--hostname-suffix-not-an-option", "-O", "fair", "--x=%h $y"]},
+        ],
+        "celery_workers_environment": {"_X": ""},
+        "celery_workers_pip_environment": {"PIP_INDEX_URL": "https://pypi.example/simple", "PIP_CERT": "/etc/ssl/certs/ca.crt"},
+        "celery_workers_unit_extra": ["MemoryMax=1G", "ExecStartPre=-/bin/true", "ReadOnlyPaths=/srv"],
+        "celery_workers_base_dir": "/srv/celery",
+        "celery_workers_state_dir": "/srv/celery-state",
+    },
+}
+
+
+def _case_vars(variables, index):
+    base = {
+        "ansible_connection": "local",
+        "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+        "celery_workers_broker_url": f"amqp://celery:{CANARY}{index}@mq.example.org:5672/celery",
+    }
+    return {**base, **variables}
+
+
+def _inventory():
+    groups = {"spec": {}, "pre": {}, "good_spec": {}, "good_pre": {}}
+    for i, case in enumerate(BAD):
+        for mode in ("spec", "pre"):
+            for copy in range(case.copies):
+                groups[mode][f"{mode}__{case.id}__{copy}"] = _case_vars(case.vars, i)
+    for name, variables in GOOD.items():
+        for mode in ("spec", "pre"):
+            groups[f"good_{mode}"][f"good_{mode}__{name}"] = _case_vars(variables, 1000)
+    return {"all": {"children": {group: {"hosts": hosts} for group, hosts in groups.items()}}}
+
+
+PLAYBOOK = [
+    {"name": "Through roles: (argument spec, then preflight)", "hosts": "spec:good_spec", "gather_facts": False,
+     "roles": [{"role": "celery_workers"}]},
+    {"name": "Through include_role without the argument spec (preflight alone)", "hosts": "pre:good_pre", "gather_facts": False,
+     "tasks": [{"ansible.builtin.include_role": {"name": "celery_workers", "rolespec_validate": False},
+                "tags": ["celery_workers_preflight"]}]},
+]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("preflight")
+    (work / "inventory.json").write_text(json.dumps(_inventory()))
+    (work / "playbook.yml").write_text(yaml.safe_dump(PLAYBOOK, sort_keys=False))
+    env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+        "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
+        "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
+        "ANSIBLE_FORKS": "25",
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_RETRY_FILES_ENABLED": "0",
+    }
+    start = time.monotonic()
+    proc = subprocess.run(
+        [str(ANSIBLE_PLAYBOOK), "-i", str(work / "inventory.json"), str(work / "playbook.yml"),
+         "--check", "--tags", "celery_workers_preflight"],
+        cwd=work, env=env, capture_output=True, text=True, timeout=600, check=False)
+    print(f"ansible-playbook ran {len(BAD)} bad and {len(GOOD)} good cases in {time.monotonic() - start:.1f}s, rc={proc.returncode}")
+    try:
+        data = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        pytest.fail(f"no JSON from ansible-playbook (rc={proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    by_host = {}
+    for play in data["plays"]:
+        for task in play["tasks"]:
+            name = task["task"]["name"]
+            for host, result in task["hosts"].items():
+                by_host.setdefault(host, []).append((name, result))
+    return {"rc": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr, "stats": data["stats"], "by_host": by_host}
+
+
+def _task_is(name, prefix):
+    return name == prefix or name.startswith(prefix + " - ")
+
+
+def _failures(results):
+    return [(name, result) for name, result in results if result.get("failed")]
+
+
+def test_enough_bad_cases():
+    assert len(BAD) >= 20
+    assert len({c.id for c in BAD}) == len(BAD), "case ids must be unique"
+
+
+@pytest.mark.parametrize("mode", ["spec", "pre"])
+@pytest.mark.parametrize("case", BAD, ids=[c.id for c in BAD])
+def test_bad_input_fails_in_preflight_and_changes_nothing(run, case, mode):
+    for copy in range(case.copies):
+        host = f"{mode}__{case.id}__{copy}"
+        results = run["by_host"].get(host)
+        assert results, f"{host} ran no task"
+        assert run["stats"][host]["failures"] == 1, run["stats"][host]
+        assert run["stats"][host]["changed"] == 0
+        assert not any(result.get("changed") for _, result in results)
+        failures = _failures(results)
+        assert len(failures) == 1, failures
+        task, result = failures[0]
+        msg = result.get("msg", "")
+        if mode == "spec" and case.spec is not None:
+            assert _task_is(task, SPEC_TASK), f"expected the argument spec to refuse it, failed in {task}: {msg}"
+            fragments = case.spec
+        else:
+            assert task == ASSERT_TASK, f"expected preflight to refuse it, failed in {task}: {msg}"
+            fragments = case.expect
+            assert "\n" not in msg, f"preflight message spans lines: {msg!r}"
+        for fragment in fragments:
+            assert fragment in msg, f"{fragment!r} not in {msg!r}"
+        # Nothing past the controller-side checks ran, not even the read-only user lookup.
+        allowed = {INCLUDE_TASK, COLLECT_TASK, ASSERT_TASK}
+        ran = [name for name, _ in results]
+        assert all(_task_is(name, SPEC_TASK) or name in allowed for name in ran), ran
+
+
+@pytest.mark.parametrize("mode", ["spec", "pre"])
+@pytest.mark.parametrize("name", sorted(GOOD))
+def test_good_input_passes_preflight(run, name, mode):
+    host = f"good_{mode}__{name}"
+    results = run["by_host"].get(host)
+    assert results, f"{host} ran no task"
+    assert not _failures(results), _failures(results)
+    assert run["stats"][host]["failures"] == 0 and run["stats"][host]["unreachable"] == 0
+    ran = [name for name, _ in results if not _task_is(name, SPEC_TASK) and name != INCLUDE_TASK]
+    # All of preflight ran, and nothing else (the tag filter held).
+    assert ran == PREFLIGHT_TASKS
+    assert any(_task_is(name, SPEC_TASK) for name, _ in results) == (mode == "spec")
+    passed = dict(results)[ASSERT_TASK]["msg"]
+    assert passed.startswith("celery_workers preflight passed for ")
+
+
+def test_secrets_never_in_the_output(run):
+    assert CANARY in json.dumps(_inventory()), "the canary must be in the inputs for this test to mean anything"
+    assert CANARY not in run["stdout"]
+    assert CANARY not in run["stderr"]
+
+
+def test_every_host_was_run(run):
+    expected = {h for group in _inventory()["all"]["children"].values() for h in group["hosts"]}
+    assert set(run["stats"]) == expected
+    assert run["rc"] == 2  # some hosts failed, none was unreachable
