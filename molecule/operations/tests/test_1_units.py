@@ -1,0 +1,78 @@
+"""The fleet after converge: marked, enabled units with a warm-shutdown
+budget from the inventory, beat on its one host with its schedule in the
+state directory, acks_late defaults in the application, every worker up."""
+
+import pytest
+
+from conftest import (BEAT_HOSTS, BEAT_SCHEDULE, BEAT_UNIT, GROUP_VARS, UNIT_PREFIX, WORKER_HOSTS,
+                      all_workers, celery_client, fleet_answers, unit_props, wait_for, worker_unit, workers_of)
+
+MARKER = "X-Celery-Workers-Role=managed"
+
+
+@pytest.fixture()
+def worker_host(host):
+    name = host.check_output("hostname")
+    if name not in WORKER_HOSTS:
+        pytest.skip(f"{name} is not a worker host")
+    return name
+
+
+def test_scenario_shape():
+    """One beat host, and a worker that is the only consumer of its queue (the rolling test needs it)."""
+    assert BEAT_HOSTS == ["ops-worker1"]
+    assert [w["node"] for w in all_workers() if w["queues"] == ["reports"]] == ["reports@ops-worker2"]
+
+
+def test_units_marked_enabled_active_with_warm_shutdown(host, worker_host):
+    listed = host.check_output(f"ls /etc/systemd/system | grep '^{UNIT_PREFIX}' || true").split()
+    assert sorted(listed) == sorted(worker_unit(w["name"]) for w in workers_of(worker_host))
+    for w in workers_of(worker_host):
+        unit = worker_unit(w["name"])
+        assert f"\n{MARKER}\n" in host.file(f"/etc/systemd/system/{unit}").content_string
+        props = unit_props(worker_host, unit, "ActiveState", "UnitFileState", "TimeoutStopUSec",
+                           "KillMode", "KillSignal", "Restart")
+        assert props == {
+            "ActiveState": "active",
+            "UnitFileState": "enabled",
+            # TimeoutStopSec comes from celery_workers_stop_timeout.
+            "TimeoutStopUSec": f"{GROUP_VARS['celery_workers_stop_timeout']}s",
+            # Warm shutdown: SIGTERM to the main process only.
+            "KillMode": "mixed",
+            "KillSignal": "15",
+            "Restart": "always",
+        }, unit
+
+
+def test_beat_on_its_host_only(host, worker_host):
+    unit = host.file(f"/etc/systemd/system/{BEAT_UNIT}")
+    if worker_host not in BEAT_HOSTS:
+        assert not unit.exists
+        assert host.run("pgrep -f 'celery --app=[^ ]* [b]eat '").rc != 0
+        return
+    props = unit_props(worker_host, BEAT_UNIT, "ActiveState", "UnitFileState", "User", "ReadWritePaths",
+                       "ProtectSystem")
+    assert props == {"ActiveState": "active", "UnitFileState": "enabled", "User": "celery",
+                     "ReadWritePaths": "/var/lib/celery/beat", "ProtectSystem": "strict"}
+    # The schedule file is written by beat itself, in its writable state
+    # directory (the dbm module may add a suffix such as .db).
+    files = host.check_output(f"ls {BEAT_SCHEDULE}*").split()
+    assert files, "no schedule file"
+    assert all(host.file(f).user == "celery" for f in files), files
+    assert host.file("/var/lib/celery/beat").mode == 0o750
+    log = host.check_output("journalctl --no-pager -o cat -u celery-beat.service")
+    assert "beat: Starting..." in log
+    assert "Traceback" not in log
+
+
+def test_app_defaults_redeliver_the_task_of_a_killed_worker():
+    with celery_client() as app:
+        conf = app.app.conf
+        assert conf.task_acks_late is True
+        assert conf.task_reject_on_worker_lost is True
+        assert conf.worker_prefetch_multiplier == 1
+
+
+def test_every_worker_answers_with_its_queues():
+    with celery_client() as app:
+        wait_for("every worker to answer", lambda: fleet_answers(app.app), timeout=30)

@@ -1,0 +1,138 @@
+"""Fault recovery: kill -9 of a worker, a broker outage, a host restart.
+
+Each test ends with the whole fleet answering again, so the next one starts
+from a healthy fleet.
+"""
+
+import subprocess
+import time
+
+import pytest
+
+from conftest import (BEAT_HOSTS, BEAT_UNIT, BROKER, HOST_IMAGE, PROJECT, all_workers, celery_client,
+                      children_of, consumers_of, executed_tokens, fleet_answers, fleet_state, journal,
+                      new_run_id, node, run_tasks, unit_props, wait_for, worker_unit,
+                      workers_of)
+
+TASKS_AFTER = 30  # tasks sent to each queue after a fault
+
+
+def _only_consumer(queue):
+    consumers = consumers_of(queue)
+    assert len(consumers) == 1, consumers
+    return consumers[0]
+
+
+@pytest.mark.deadline(150)
+def test_kill_9_of_a_worker_redelivers_its_task_and_systemd_restarts_it():
+    """kill -9 of the main process of the only consumer of `other`, while it runs a task:
+    systemd restarts the worker, the unacknowledged task is redelivered and runs
+    to completion once, and the queue is consumed again."""
+    w = _only_consumer("other")
+    unit = worker_unit(w["name"])
+    run = new_run_id()
+    since = time.time() - 1
+    before = unit_props(w["host"], unit, "MainPID", "NRestarts")
+    with celery_client() as app:
+        long_task = app.sleep.apply_async((4,), {"token": f"{run}-long"}, queue="other")
+        inspect = app.app.control.inspect(destination=[w["node"]], timeout=1.0)
+        wait_for("the task to run on the worker", lambda: (inspect.active() or {}).get(w["node"]), timeout=20)
+
+        node(w["host"]).check_output(f"kill -9 {before['MainPID']}")
+        t_kill = time.monotonic()
+        after = wait_for("systemd to restart the worker", lambda: (
+            lambda p: p if p["ActiveState"] == "active" and p["MainPID"] not in ("0", before["MainPID"]) else None
+        )(unit_props(w["host"], unit, "MainPID", "NRestarts", "ActiveState")), timeout=60)
+        restarted_in = time.monotonic() - t_kill
+        assert int(after["NRestarts"]) == int(before["NRestarts"]) + 1
+
+        # The message was not acknowledged (acks_late): the broker hands it to the new worker.
+        result = long_task.get(timeout=60)
+        assert result["token"] == f"{run}-long"
+        assert result["pid"] in children_of(w["host"], after["MainPID"])
+        # systemd killed the old pool with the main process (KillMode=mixed): the task ran to its end once.
+        assert executed_tokens(run, since) == {f"{run}-long": 1}
+
+        # The queue is consumed again.
+        results = run_tasks(app, "other", TASKS_AFTER, f"{run}-after", timeout=60)
+        assert {r["worker"] for r in results} == {w["node"]}
+        assert sum(executed_tokens(f"{run}-after", since).values()) == TASKS_AFTER
+    log = "\n".join(e["MESSAGE"] for e in journal(w["host"], f"-u {unit}", since=since))
+    assert "Main process exited, code=killed, status=9/KILL" in log
+    print(f"kill -9 {unit}@{w['host']}: back in {restarted_in:.1f}s, redelivered task done once, "
+          f"{TASKS_AFTER}/{TASKS_AFTER} tasks after")
+
+
+BROKER_DOWN_SECONDS = 30
+
+
+@pytest.mark.deadline(200)
+def test_broker_outage_workers_reconnect_without_restart():
+    """The broker is stopped for 30 s then started: every worker (and beat) reconnects
+    with the same process, and tasks sent afterwards complete on every queue."""
+    run = new_run_id()
+    since = time.time() - 1
+    before = fleet_state()
+    broker = node(BROKER)
+    broker.check_output("systemctl stop rabbitmq-server.service")
+    try:
+        time.sleep(BROKER_DOWN_SECONDS)
+        # Still running while the broker is away: nothing restarted them.
+        during = fleet_state()
+        assert all(s["ActiveState"] == "active" for s in during.values()), during
+    finally:
+        broker.check_output("systemctl start rabbitmq-server.service")
+    broker.check_output("rabbitmqctl await_startup --timeout 60")
+    t_up = time.monotonic()
+    with celery_client() as app:
+        wait_for("every worker to consume its queues again", lambda: fleet_answers(app.app), timeout=90, interval=1)
+        reconnected_in = time.monotonic() - t_up
+        after = fleet_state()
+        for key, state in before.items():
+            assert after[key]["MainPID"] == state["MainPID"], (key, "restarted")
+            assert after[key]["NRestarts"] == state["NRestarts"], (key, "restarted")
+        for queue in ("default", "other", "reports"):
+            results = run_tasks(app, queue, TASKS_AFTER, f"{run}-{queue}", timeout=60)
+            assert {r["worker"] for r in results} <= {w["node"] for w in consumers_of(queue)}
+        counts = executed_tokens(run, since)
+        assert len(counts) == 3 * TASKS_AFTER and set(counts.values()) == {1}, counts
+    for w in all_workers():
+        log = "\n".join(e["MESSAGE"] for e in journal(w["host"], f"-u {worker_unit(w['name'])}", since=since))
+        assert "Connection to broker lost" in log, w["node"]
+    print(f"broker down {BROKER_DOWN_SECONDS}s: {len(before)} units kept their PID, fleet answering "
+          f"{reconnected_in:.1f}s after the broker was up, {len(counts)}/{3 * TASKS_AFTER} tasks once")
+
+
+def _container_started_at(name):
+    return subprocess.run(["podman", "container", "inspect", "--format", "{{ .State.StartedAt }}", name],
+                          check=True, timeout=30, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.mark.deadline(240)
+def test_host_restart_brings_the_workers_back():
+    """Stop and start the beat host's container (a host reboot): its workers and beat come back
+    enabled and running, and consume their queues."""
+    hostname = BEAT_HOSTS[0]
+    run = new_run_id()
+    started_before = _container_started_at(hostname)
+    t0 = time.monotonic()
+    subprocess.run(["podman", "stop", "--time", "90", hostname], check=True, timeout=120, capture_output=True)
+    subprocess.run([str(PROJECT / "lab" / "host.sh"), "start", hostname, HOST_IMAGE],
+                   check=True, timeout=120, capture_output=True)
+    since = time.time() - 1
+    assert _container_started_at(hostname) != started_before, "the container did not restart"
+    units = [worker_unit(w["name"]) for w in workers_of(hostname)] + [BEAT_UNIT]
+
+    def all_up():
+        props = {u: unit_props(hostname, u, "ActiveState", "UnitFileState") for u in units}
+        return props if all(p == {"ActiveState": "active", "UnitFileState": "enabled"} for p in props.values()) else None
+
+    wait_for("the units to be active", all_up, timeout=60)
+    with celery_client() as app:
+        wait_for("the host's workers to consume their queues", lambda: fleet_answers(app.app), timeout=90, interval=1)
+        back_in = time.monotonic() - t0
+        for queue in ("other",):  # only consumed on this host
+            results = run_tasks(app, queue, TASKS_AFTER, f"{run}-{queue}", timeout=60)
+            assert {r["host"] for r in results} == {hostname}
+    assert sum(executed_tokens(run, since).values()) == TASKS_AFTER
+    print(f"host restart of {hostname}: {len(units)} units active+enabled, fleet answering after {back_in:.1f}s")
