@@ -1,8 +1,10 @@
 """The fleet after converge: marked, enabled units with a warm-shutdown
 budget from the inventory, beat on its one host with its schedule in the
-state directory, acks_late defaults in the application, every worker up."""
+state directory sending the app's heartbeat, acks_late defaults in the
+application, every worker up."""
 
 import pytest
+import testinfra
 
 from conftest import (BEAT_HOSTS, BEAT_SCHEDULE, BEAT_UNIT, GROUP_VARS, UNIT_PREFIX, WORKER_HOSTS,
                       all_workers, celery_client, fleet_answers, unit_props, wait_for, worker_unit, workers_of)
@@ -63,6 +65,14 @@ def test_beat_on_its_host_only(host, worker_host):
     log = host.check_output("journalctl --no-pager -o cat -u celery-beat.service")
     assert "beat: Starting..." in log
     assert "Traceback" not in log
+    # It schedules the app's heartbeat (every CELERY_HEARTBEAT_SECONDS of the
+    # inventory) and a worker runs it.
+    period = float(GROUP_VARS["celery_workers_environment"]["CELERY_HEARTBEAT_SECONDS"])
+    wait_for("beat to send the heartbeat", lambda: "Sending due task heartbeat (celery_app.heartbeat)" in host.check_output(
+        "journalctl --no-pager -o cat -u celery-beat.service"), timeout=3 * period + 10)
+    wait_for("a worker to run the heartbeat", lambda: any(
+        "celery_app.heartbeat worker=" in h.check_output("journalctl --no-pager -o cat -t celery-worker-default")
+        for h in (testinfra.get_host(f"podman://{name}") for name in WORKER_HOSTS)), timeout=3 * period + 10)
 
 
 def test_app_defaults_redeliver_the_task_of_a_killed_worker():

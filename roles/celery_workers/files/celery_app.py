@@ -7,6 +7,8 @@ environment, which systemd loads from the role's environment file
 ``CELERY_BROKER_URL``       broker URL, e.g. ``amqp://user:pass@host:5672/vhost`` (required)
 ``CELERY_RESULT_BACKEND``   result backend, default ``rpc://``
 ``CELERY_DEFAULT_QUEUE``    name of the default queue, default ``default``
+``CELERY_HEARTBEAT_SECONDS`` period of the ``heartbeat`` task that ``celery beat``
+                            sends (role: ``celery_workers_beat_enabled``), default 60; 0: none
 
 Queues: ``default`` plus ``other`` and ``reports``, each on a direct exchange
 of its own name with a routing key equal to the queue name.  ``TASK_ROUTES``
@@ -28,6 +30,7 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 DEFAULT_QUEUE = os.environ.get("CELERY_DEFAULT_QUEUE", "default")
+HEARTBEAT_SECONDS = float(os.environ.get("CELERY_HEARTBEAT_SECONDS", "60"))
 
 
 #: Task routes: task name pattern -> queue.
@@ -83,6 +86,11 @@ app.conf.update(
     # Let Flower and `celery inspect` see what was sent and where.
     task_send_sent_event=True,
     worker_send_task_events=True,
+    # Periodic tasks, sent by `celery beat` (one scheduler for the fleet).
+    beat_schedule=(
+        {"heartbeat": {"task": "celery_app.heartbeat", "schedule": HEARTBEAT_SECONDS}}
+        if HEARTBEAT_SECONDS > 0 else {}
+    ),
 )
 
 
@@ -122,6 +130,12 @@ def sleep(self, seconds: float = 1.0, token: str | None = None) -> dict:
     if token is not None:
         print(f"celery_app.sleep done token={token}", flush=True)
     return dict(_where(self), token=token)
+
+
+@app.task(bind=True, name="celery_app.heartbeat", ignore_result=True)
+def heartbeat(self) -> None:
+    """Periodic (beat): log which worker is alive, in the default queue."""
+    print(f"celery_app.heartbeat worker={self.request.hostname}", flush=True)
 
 
 @app.task(name="celery_app.add")
