@@ -1,0 +1,315 @@
+"""celery_flower: bad input is refused before anything changes.
+
+Like tests/test_preflight.py for celery_workers: one ansible-playbook run, in
+check mode and limited to the `celery_flower_preflight` tag, applies the role
+to one inventory host per case (`ansible_connection: local`), once through
+`roles:` (argument spec, then tasks/preflight.yml: group `spec`) and once
+through `include_role` with `rolespec_validate: false` (preflight alone:
+group `pre`). Every bad case fails in the expected task with the expected
+message and changes nothing; every good case passes all of preflight. A
+canary password in every case's secrets must never reach the output.
+
+Also: the environment file renders every user, escaped for systemd.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import pytest
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROLE = ROOT / "roles" / "celery_flower"
+ANSIBLE_PLAYBOOK = pathlib.Path(sys.executable).parent / "ansible-playbook"
+
+SPEC_TASK = "celery_flower : Validating arguments against arg spec 'main'"
+COLLECT_TASK = "celery_flower : Collect configuration errors"
+ASSERT_TASK = "celery_flower : Assert the configuration is valid"
+GETENT_TASK = "celery_flower : Look up Flower's user and group on the host"
+ROOT_TASK = "celery_flower : Assert Flower's user and group are not root"
+INCLUDE_TASK = "ansible.builtin.include_role : celery_flower"
+PREFLIGHT_TASKS = [COLLECT_TASK, ASSERT_TASK, GETENT_TASK, ROOT_TASK]
+
+CANARY = "CanaryFlw9q"
+DROP = object()  # removes a base variable from a case
+
+
+def _user(password=CANARY + "pw", user="ops"):
+    return {"user": user, "password": password}
+
+
+BASE = {
+    "celery_flower_broker_url": f"amqp://celery:{CANARY}@mq.example.org:5672/celery",
+    "celery_flower_basic_auth": [_user()],
+}
+
+
+@dataclass
+class Case:
+    id: str
+    vars: dict
+    expect: list[str]  # fragments of preflight's message
+    spec: list[str] | None = None  # fragments of the argument spec's message, when it refuses first
+
+
+BAD = [
+    # --- who may use it
+    Case("no_users", {"celery_flower_basic_auth": []}, ["celery_flower_basic_auth: is empty, so anybody who reaches 127.0.0.1:5555",
+                                                        "set celery_flower_allow_unauthenticated: true"]),
+    Case("no_users_not_allowed_explicitly", {"celery_flower_basic_auth": [], "celery_flower_allow_unauthenticated": False},
+         ["celery_flower_basic_auth: is empty"]),
+    Case("user_with_colon", {"celery_flower_basic_auth": [_user(user="a:b")]}, ["celery_flower_basic_auth[0]: field user must be"]),
+    Case("user_with_comma", {"celery_flower_basic_auth": [_user(), _user(user="x,y")]}, ["celery_flower_basic_auth[1]: field user must be"]),
+    Case("user_newline", {"celery_flower_basic_auth": [_user(user="ops\nFLOWER_AUTH=x")]}, ["celery_flower_basic_auth[0]: field user must be"]),
+    Case("user_duplicate", {"celery_flower_basic_auth": [_user(), _user()]}, ["celery_flower_basic_auth[1]: field user 'ops' is a duplicate"]),
+    Case("password_with_comma", {"celery_flower_basic_auth": [_user(password=CANARY + ",x:y")]},
+         ["celery_flower_basic_auth[0]: field password must not contain newlines, control characters or ,"]),
+    Case("password_newline", {"celery_flower_basic_auth": [_user(password=CANARY + "\nFLOWER_UNAUTHENTICATED_API=1")]},
+         ["celery_flower_basic_auth[0]: field password must not contain newlines"]),
+    Case("password_short", {"celery_flower_basic_auth": [_user(password="Canary")]},
+         ["celery_flower_basic_auth[0]: field password must have 8 characters or more"]),
+    Case("password_missing", {"celery_flower_basic_auth": [{"user": "ops"}]}, ["celery_flower_basic_auth[0]: field password is required"],
+         spec=["missing required arguments: password"]),
+    Case("user_unknown_field", {"celery_flower_basic_auth": [{**_user(), "role": "admin"}]},
+         ["celery_flower_basic_auth[0]: unknown field 'role'"], spec=["role"]),
+    Case("users_not_a_list", {"celery_flower_basic_auth": "ops:" + CANARY}, ["celery_flower_basic_auth: must be a list"],
+         spec=["celery_flower_basic_auth"]),
+    Case("allow_unauthenticated_not_a_bool", {"celery_flower_allow_unauthenticated": "maybe"},
+         ["celery_flower_allow_unauthenticated: must be true or false, got 'maybe'"], spec=["celery_flower_allow_unauthenticated"]),
+    # --- address and port
+    Case("port_privileged", {"celery_flower_port": 80}, ["celery_flower_port: must be a TCP port from 1024 to 65535", "got '80'"]),
+    Case("port_too_big", {"celery_flower_port": 70000}, ["celery_flower_port: must be a TCP port from 1024 to 65535"]),
+    Case("port_not_a_number", {"celery_flower_port": "http"}, ["celery_flower_port: must be a TCP port"], spec=["celery_flower_port"]),
+    Case("address_newline", {"celery_flower_address": "127.0.0.1\n--debug"},
+         ["celery_flower_address: '127.0.0.1\\n--debug' is not an IPv4 or IPv6 address or a host name"]),
+    Case("address_with_space", {"celery_flower_address": "127.0.0.1 --debug"}, ["celery_flower_address: '127.0.0.1 --debug' is not"]),
+    Case("address_bad_ipv4", {"celery_flower_address": "127.0.0.256"}, ["celery_flower_address: '127.0.0.256' is not"]),
+    # --- broker
+    Case("broker_url_missing", {"celery_flower_broker_url": ""}, ["celery_flower_broker_url: must be set", "default: celery_workers_broker_url"]),
+    Case("broker_url_newline", {"celery_flower_broker_url": f"amqp://u:{CANARY}@mq/v\nFLOWER_UNAUTHENTICATED_API=1"},
+         ["celery_flower_broker_url: must not contain newlines"]),
+    Case("broker_api_not_http", {"celery_flower_broker_api": f"ftp://u:{CANARY}@mq:15672/api/"}, ["celery_flower_broker_api: must be an http://"]),
+    Case("broker_api_newline", {"celery_flower_broker_api": f"http://u:{CANARY}@mq:15672/api/\nX=1"},
+         ["celery_flower_broker_api: must not contain newlines"]),
+    # --- Flower's options
+    Case("max_tasks_zero", {"celery_flower_max_tasks": 0}, ["celery_flower_max_tasks: must be a positive integer, got '0'"]),
+    Case("purge_negative", {"celery_flower_purge_offline_workers": -5}, ["celery_flower_purge_offline_workers: must be 0 or a positive integer"]),
+    Case("url_prefix_traversal", {"celery_flower_url_prefix": "../admin"}, ["celery_flower_url_prefix: '../admin' must be"]),
+    Case("loglevel_unknown", {"celery_flower_loglevel": "verbose"}, ["celery_flower_loglevel: 'verbose' is not one of debug, info"],
+         spec=["celery_flower_loglevel"]),
+    Case("environment_sets_the_users", {"celery_flower_environment": {"FLOWER_BASIC_AUTH": f"x:{CANARY}"}},
+         ["celery_flower_environment.FLOWER_BASIC_AUTH: is set by the role"]),
+    Case("environment_opens_the_api", {"celery_flower_environment": {"flower_unauthenticated_api": "true"}},
+         ["celery_flower_environment.flower_unauthenticated_api: is set by the role"]),
+    Case("environment_newline", {"celery_flower_environment": {"FLOWER_NATURAL_TIME": "true\nFLOWER_BASIC_AUTH=x:y"}},
+         ["celery_flower_environment.FLOWER_NATURAL_TIME: value must be a string or number without newlines"]),
+    # --- installation, account, paths
+    Case("version_not_a_release", {"celery_flower_version": "latest"}, ["celery_flower_version: 'latest' is not a release number"]),
+    Case("celery_version_option", {"celery_flower_celery_version": "5.7.0 --pre"}, ["celery_flower_celery_version: '5.7.0 --pre' is not"]),
+    Case("pip_package_is_an_option", {"celery_flower_pip_packages": ["--index-url=http://evil.example/simple"]},
+         ["celery_flower_pip_packages[0]: '--index-url=http://evil.example/simple' must be a requirement specifier"]),
+    Case("pip_environment_credentials", {"celery_flower_pip_environment": {"PIP_INDEX_URL": f"https://u:{CANARY}@pypi.example/simple"}},
+         ["celery_flower_pip_environment.PIP_INDEX_URL: holds a URL with credentials"]),
+    Case("user_root", {"celery_flower_user": "root"}, ["celery_flower_user: Flower must not run as root"]),
+    Case("group_newline", {"celery_flower_group": "celery\nroot"}, ["celery_flower_group: 'celery\\nroot' is not a valid system account name"]),
+    Case("config_dir_system", {"celery_flower_config_dir": "/etc"}, ["celery_flower_config_dir: '/etc' is a system directory"]),
+    Case("base_dir_traversal", {"celery_flower_base_dir": "/opt/x/../../etc"}, ["celery_flower_base_dir: '/opt/x/../../etc' must be an absolute path"]),
+    Case("state_dir_inside_base_dir", {"celery_flower_state_dir": "/opt/celery-flower/state"},
+         ["celery_flower_state_dir ('/opt/celery-flower/state') and celery_flower_base_dir ('/opt/celery-flower') must be separate directories"]),
+]
+
+GOOD = {
+    "minimal": {},
+    "unauthenticated_allowed": {"celery_flower_basic_auth": [], "celery_flower_allow_unauthenticated": True},
+    # Standalone use beside the workers' inventory: the broker URL comes from celery_workers_broker_url.
+    "broker_url_from_the_workers": {"celery_flower_broker_url": DROP, "celery_workers_broker_url": f"amqp://celery:{CANARY}@mq/celery"},
+    "everything": {
+        "celery_flower_address": "::1",
+        "celery_flower_port": 65535,
+        "celery_flower_basic_auth": [_user(), _user(user="viewer", password=f'{CANARY} :$HOME "q" `x` \\ ;#')],
+        "celery_flower_broker_api": f"https://celery:{CANARY}@mq.example.org:15671/api/",
+        "celery_flower_persistent": True,
+        "celery_flower_state_save_interval": 0,
+        "celery_flower_max_tasks": 500,
+        "celery_flower_purge_offline_workers": 3600,
+        "celery_flower_url_prefix": "/ops/flower/",
+        "celery_flower_loglevel": "warning",
+        "celery_flower_environment": {"FLOWER_NATURAL_TIME": "true", "FLOWER_INSPECT_TIMEOUT": 3000},
+        "celery_flower_pip_packages": ["redis==5.2.1"],
+        "celery_flower_pip_environment": {"PIP_CERT": "/etc/ssl/certs/ca-certificates.crt"},
+        "celery_flower_user": "flower",
+        "celery_flower_group": "flower",
+        "celery_flower_base_dir": "/srv/flower",
+        "celery_flower_config_dir": "/srv/flower-etc",
+        "celery_flower_state_dir": "/srv/flower-state",
+    },
+    "hostname_address": {"celery_flower_address": "flower.internal.example.org", "celery_flower_port": 1024},
+    "wildcard_address": {"celery_flower_address": "0.0.0.0"},
+}
+
+
+def _case_vars(variables):
+    out = {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}", **BASE, **variables}
+    return {k: v for k, v in out.items() if v is not DROP}
+
+
+def _inventory():
+    groups = {"spec": {}, "pre": {}, "good_spec": {}, "good_pre": {}}
+    for case in BAD:
+        for mode in ("spec", "pre"):
+            groups[mode][f"{mode}__{case.id}"] = _case_vars(case.vars)
+    for name, variables in GOOD.items():
+        for mode in ("spec", "pre"):
+            groups[f"good_{mode}"][f"good_{mode}__{name}"] = _case_vars(variables)
+    return {"all": {"children": {group: {"hosts": hosts} for group, hosts in groups.items()}}}
+
+
+PLAYBOOK = [
+    {"name": "Through roles: (argument spec, then preflight)", "hosts": "spec:good_spec", "gather_facts": False,
+     "roles": [{"role": "celery_flower"}]},
+    {"name": "Through include_role without the argument spec (preflight alone)", "hosts": "pre:good_pre", "gather_facts": False,
+     "tasks": [{"ansible.builtin.include_role": {"name": "celery_flower", "rolespec_validate": False},
+                "tags": ["celery_flower_preflight"]}]},
+]
+
+
+def _env():
+    return {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+        "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
+        "ANSIBLE_FORKS": "25",
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_RETRY_FILES_ENABLED": "0",
+    }
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("flower-preflight")
+    (work / "inventory.json").write_text(json.dumps(_inventory()))
+    (work / "playbook.yml").write_text(yaml.safe_dump(PLAYBOOK, sort_keys=False))
+    proc = subprocess.run(
+        [str(ANSIBLE_PLAYBOOK), "-i", str(work / "inventory.json"), str(work / "playbook.yml"),
+         "--check", "--tags", "celery_flower_preflight"],
+        cwd=work, env={**_env(), "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"},
+        capture_output=True, text=True, timeout=600, check=False)
+    try:
+        data = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        pytest.fail(f"no JSON from ansible-playbook (rc={proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    by_host = {}
+    for play in data["plays"]:
+        for task in play["tasks"]:
+            for host, result in task["hosts"].items():
+                by_host.setdefault(host, []).append((task["task"]["name"], result))
+    return {"rc": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr, "stats": data["stats"], "by_host": by_host}
+
+
+def _is(name, prefix):
+    return name == prefix or name.startswith(prefix + " - ")
+
+
+def test_case_ids_unique():
+    assert len({c.id for c in BAD}) == len(BAD)
+    assert len(BAD) >= 25
+
+
+@pytest.mark.parametrize("mode", ["spec", "pre"])
+@pytest.mark.parametrize("case", BAD, ids=[c.id for c in BAD])
+def test_bad_input_fails_in_preflight_and_changes_nothing(run, case, mode):
+    host = f"{mode}__{case.id}"
+    results = run["by_host"].get(host)
+    assert results, f"{host} ran no task"
+    assert run["stats"][host]["failures"] == 1 and run["stats"][host]["changed"] == 0, run["stats"][host]
+    failures = [(name, result) for name, result in results if result.get("failed")]
+    assert len(failures) == 1, failures
+    task, result = failures[0]
+    msg = result.get("msg", "")
+    if mode == "spec" and case.spec is not None:
+        assert _is(task, SPEC_TASK), f"expected the argument spec to refuse it, failed in {task}: {msg}"
+        fragments = case.spec
+    else:
+        assert task == ASSERT_TASK, f"expected preflight to refuse it, failed in {task}: {msg}"
+        fragments = case.expect
+        assert "\n" not in msg, f"preflight message spans lines: {msg!r}"
+    for fragment in fragments:
+        assert fragment in msg, f"{fragment!r} not in {msg!r}"
+    ran = [name for name, _ in results]
+    assert all(_is(name, SPEC_TASK) or name in {INCLUDE_TASK, COLLECT_TASK, ASSERT_TASK} for name in ran), ran
+
+
+@pytest.mark.parametrize("mode", ["spec", "pre"])
+@pytest.mark.parametrize("name", sorted(GOOD))
+def test_good_input_passes_preflight(run, name, mode):
+    host = f"good_{mode}__{name}"
+    results = run["by_host"].get(host)
+    assert results, f"{host} ran no task"
+    assert not [r for _, r in results if r.get("failed")], results
+    ran = [n for n, _ in results if not _is(n, SPEC_TASK) and n != INCLUDE_TASK]
+    assert ran == PREFLIGHT_TASKS
+    assert dict(results)[ASSERT_TASK]["msg"].startswith("celery_flower preflight passed: Flower on ")
+
+
+def test_secrets_never_in_the_output(run):
+    assert CANARY in json.dumps(_inventory())
+    assert CANARY not in run["stdout"]
+    assert CANARY not in run["stderr"]
+
+
+def test_every_host_was_run(run):
+    expected = {h for group in _inventory()["all"]["children"].values() for h in group["hosts"]}
+    assert set(run["stats"]) == expected
+    assert run["rc"] == 2
+
+
+def test_environment_file_renders_every_user_escaped_for_systemd(tmp_path):
+    """Two users, a password with the characters systemd's EnvironmentFile= treats specially:
+    systemd-style parsing of the rendered file gives back FLOWER_BASIC_AUTH exactly."""
+    tricky = 'p a:$HOME "q" `x` \\ ;#'
+    users = [_user(), {"user": "viewer", "password": tricky}]
+    playbook = [{
+        "name": "Render the environment file", "hosts": "localhost", "gather_facts": False,
+        "vars": {**BASE, "ansible_python_interpreter": "{{ ansible_playbook_python }}", "celery_flower_basic_auth": users, "celery_flower_broker_api": "http://u:p@mq:15672/api/",
+                 "celery_flower_environment": {"FLOWER_NATURAL_TIME": "true"}, "celery_flower_group": "celery",
+                 "__celery_flower_unit": "celery-flower.service"},
+        "tasks": [{"ansible.builtin.copy": {"content": "{{ lookup('ansible.builtin.template', '" + str(ROLE / "templates" / "flower.env.j2") + "') }}",
+                                            "dest": str(tmp_path / "flower.env"), "mode": "0600"}}],
+    }]
+    (tmp_path / "render.yml").write_text(yaml.safe_dump(playbook, sort_keys=False))
+    proc = subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", "localhost,", "-c", "local", str(tmp_path / "render.yml")],
+                          cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    text = (tmp_path / "flower.env").read_text()
+    env = _parse_systemd_env(text)
+    assert env["FLOWER_BASIC_AUTH"] == f"ops:{CANARY}pw,viewer:{tricky}"
+    assert env["CELERY_BROKER_URL"] == BASE["celery_flower_broker_url"]
+    assert env["FLOWER_BROKER_API"] == "http://u:p@mq:15672/api/"
+    assert env["FLOWER_NATURAL_TIME"] == "true"
+    assert text.startswith("#") and "Ansible managed" in text
+
+
+def _parse_systemd_env(text: str) -> dict[str, str]:
+    """KEY="value" lines as systemd reads them: inside double quotes, backslash escapes the next character."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        key, raw = line.split("=", 1)
+        assert raw.startswith('"') and raw.endswith('"'), line
+        value, i, body = [], 0, raw[1:-1]
+        while i < len(body):
+            if body[i] == "\\":
+                i += 1
+            else:
+                assert body[i] != '"', f"unescaped quote in {line!r}"
+            value.append(body[i])
+            i += 1
+        out[key] = "".join(value)
+    return out
