@@ -1,0 +1,208 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+"""Read, in one call, what the celery_workers role needs to know about a host."""
+
+from __future__ import annotations
+
+import glob
+import grp
+import os
+import pwd
+import re
+import stat
+
+from ansible.module_utils.basic import AnsibleModule
+
+DOCUMENTATION = r"""
+module: celery_workers_probe
+short_description: Read the state the celery_workers role needs, in one call
+description:
+  - Read-only. Looks up the workers' user and group, the OS packages that are
+    not installed, the Celery version in the virtualenv, the unit files that
+    carry the role's marker, and the load, active and enablement state of
+    units, so the role runs no per-worker task when nothing has to change.
+options:
+  user: {description: Account to look up., type: str, required: true}
+  group: {description: Group to look up., type: str, required: true}
+  packages: {description: Debian packages that must be installed., type: list, elements: str, default: []}
+  venv: {description: Virtualenv whose Celery version to read., type: path}
+  unit_dir: {description: Directory of the unit files., type: path, default: /etc/systemd/system}
+  unit_prefix: {description: File name prefix of the role's worker units., type: str, default: celery-worker-}
+  marker: {description: Line that marks a unit written by the role., type: str}
+  units: {description: Units whose state to read (systemctl show)., type: list, elements: str, default: []}
+  paths: {description: Paths whose existence to report., type: list, elements: path, default: []}
+  directories:
+    description: "Directories {path, owner, group, mode}: report those missing or with other owner, group or mode."
+    type: list
+    elements: dict
+    default: []
+  files:
+    description: "Files {path, content, owner, group, mode}: report those whose content, owner, group or mode differ."
+    type: list
+    elements: dict
+    default: []
+"""
+
+RETURN = r"""
+passwd: {description: getent passwd fields of user (password, uid, gid, gecos, home, shell) or null, type: list}
+group: {description: getent group fields of group (password, gid, members) or null, type: list}
+packages_missing: {description: packages not installed, type: list}
+celery_version: {description: Celery version in the virtualenv, or null, type: str}
+managed: {description: names of the role's worker units found (without prefix and .service), type: list}
+units: {description: "unit -> {load, active, enabled}", type: dict}
+paths: {description: "path -> exists", type: dict}
+directories_to_fix: {description: directories of I(directories) not in the wanted state, type: list}
+files_to_write: {description: files of I(files) not in the wanted state, type: list}
+"""
+
+
+def passwd_entry(name):
+    try:
+        p = pwd.getpwnam(name)
+    except KeyError:
+        return None
+    return [p.pw_passwd, str(p.pw_uid), str(p.pw_gid), p.pw_gecos, p.pw_dir, p.pw_shell]
+
+
+def group_entry(name):
+    try:
+        g = grp.getgrnam(name)
+    except KeyError:
+        return None
+    return [g.gr_passwd, str(g.gr_gid), ",".join(g.gr_mem)]
+
+
+def missing_packages(module, packages):
+    if not packages:
+        return []
+    dpkg = module.get_bin_path("dpkg-query")
+    if not dpkg:
+        return list(packages)
+    _rc, out, _err = module.run_command([dpkg, "-W", "-f=${Package} ${db:Status-Abbrev}\\n", "--"] + packages)
+    installed = {line.split()[0].split(":")[0] for line in out.splitlines()
+                 if len(line.split()) >= 2 and line.split()[1] == "ii"}
+    return [p for p in packages if p not in installed]
+
+
+def celery_version(venv):
+    if not venv or not os.access(os.path.join(venv, "bin", "python"), os.X_OK):
+        return None
+    for meta in sorted(glob.glob(os.path.join(venv, "lib", "python3*", "site-packages", "celery-*.dist-info", "METADATA"))):
+        with open(meta, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("Version:"):
+                    return line.split(":", 1)[1].strip()
+                if not line.strip():
+                    break
+    return None
+
+
+def managed_units(unit_dir, prefix, marker):
+    if not marker or not os.path.isdir(unit_dir):
+        return []
+    names = []
+    pattern = re.compile("^" + re.escape(prefix) + r"(.+)\.service$")
+    for entry in sorted(os.listdir(unit_dir)):
+        match = pattern.match(entry)
+        path = os.path.join(unit_dir, entry)
+        if not match or not os.path.isfile(path):
+            continue
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            if any(line.rstrip("\n") == marker for line in handle):
+                names.append(match.group(1))
+    return names
+
+
+def unit_states(module, units):
+    if not units:
+        return {}
+    systemctl = module.get_bin_path("systemctl")
+    if not systemctl:
+        return {}
+    rc, out, _err = module.run_command([systemctl, "show", "--property=Id,LoadState,ActiveState,UnitFileState", "--"] + units)
+    if rc != 0:
+        return {}
+    states = {}
+    for block in out.strip().split("\n\n"):
+        props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        if props.get("Id"):
+            states[props["Id"]] = {"load": props.get("LoadState", ""), "active": props.get("ActiveState", ""),
+                                   "enabled": props.get("UnitFileState", "")}
+    return states
+
+
+def ids(owner, group):
+    try:
+        return pwd.getpwnam(owner).pw_uid, grp.getgrnam(group).gr_gid
+    except KeyError:
+        return None, None
+
+
+def in_shape(st, spec):
+    uid, gid = ids(spec["owner"], spec["group"])
+    return (uid is not None and st.st_uid == uid and st.st_gid == gid
+            and stat.S_IMODE(st.st_mode) == int(str(spec["mode"]), 8))
+
+
+def directories_to_fix(directories):
+    out = []
+    for d in directories:
+        try:
+            st = os.stat(d["path"])
+        except OSError:
+            out.append(d["path"])
+            continue
+        if not stat.S_ISDIR(st.st_mode) or not in_shape(st, d):
+            out.append(d["path"])
+    return out
+
+
+def files_to_write(files):
+    out = []
+    for f in files:
+        try:
+            st = os.stat(f["path"])
+            with open(f["path"], "rb") as handle:
+                same = handle.read() == f["content"].encode("utf-8")
+        except OSError:
+            out.append(f["path"])
+            continue
+        if not same or not stat.S_ISREG(st.st_mode) or not in_shape(st, f):
+            out.append(f["path"])
+    return out
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "user": {"type": "str", "required": True},
+            "group": {"type": "str", "required": True},
+            "packages": {"type": "list", "elements": "str", "default": []},
+            "venv": {"type": "path"},
+            "unit_dir": {"type": "path", "default": "/etc/systemd/system"},
+            "unit_prefix": {"type": "str", "default": "celery-worker-"},
+            "marker": {"type": "str"},
+            "units": {"type": "list", "elements": "str", "default": []},
+            "paths": {"type": "list", "elements": "path", "default": []},
+            "directories": {"type": "list", "elements": "dict", "default": []},
+            "files": {"type": "list", "elements": "dict", "default": []},
+        },
+        supports_check_mode=True,
+    )
+    p = module.params
+    module.exit_json(
+        changed=False,
+        passwd=passwd_entry(p["user"]),
+        group=group_entry(p["group"]),
+        packages_missing=missing_packages(module, p["packages"]),
+        celery_version=celery_version(p["venv"]),
+        managed=managed_units(p["unit_dir"], p["unit_prefix"], p["marker"]),
+        units=unit_states(module, p["units"]),
+        paths={path: os.path.exists(path) for path in p["paths"]},
+        directories_to_fix=directories_to_fix(p["directories"]),
+        files_to_write=files_to_write(p["files"]),
+    )
+
+
+if __name__ == "__main__":
+    main()
