@@ -15,26 +15,17 @@ Also: the environment file renders every user, escaped for systemd.
 from __future__ import annotations
 
 import json
-import os
-import pathlib
 import subprocess
-import sys
 from dataclasses import dataclass
 
 import pytest
 import yaml
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-ROLE = ROOT / "roles" / "celery_flower"
-ANSIBLE_PLAYBOOK = pathlib.Path(sys.executable).parent / "ansible-playbook"
+from preflight_harness import ANSIBLE_PLAYBOOK, ROOT, RolePreflight, ansible_env
 
-SPEC_TASK = "celery_flower : Validating arguments against arg spec 'main'"
-COLLECT_TASK = "celery_flower : Collect configuration errors"
-ASSERT_TASK = "celery_flower : Assert the configuration is valid"
-GETENT_TASK = "celery_flower : Look up Flower's user and group on the host"
-ROOT_TASK = "celery_flower : Assert Flower's user and group are not root"
-INCLUDE_TASK = "ansible.builtin.include_role : celery_flower"
-PREFLIGHT_TASKS = [COLLECT_TASK, ASSERT_TASK, GETENT_TASK, ROOT_TASK]
+ROLE = ROOT / "roles" / "celery_flower"
+PREFLIGHT = RolePreflight("celery_flower", "Look up Flower's user and group on the host",
+                          "Assert Flower's user and group are not root")
 
 CANARY = "CanaryFlw9q"
 DROP = object()  # removes a base variable from a case
@@ -155,65 +146,18 @@ GOOD = {
 
 
 def _case_vars(variables):
-    out = {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}", **BASE, **variables}
+    out = {**BASE, **variables}
     return {k: v for k, v in out.items() if v is not DROP}
 
 
 def _inventory():
-    groups = {"spec": {}, "pre": {}, "good_spec": {}, "good_pre": {}}
-    for case in BAD:
-        for mode in ("spec", "pre"):
-            groups[mode][f"{mode}__{case.id}"] = _case_vars(case.vars)
-    for name, variables in GOOD.items():
-        for mode in ("spec", "pre"):
-            groups[f"good_{mode}"][f"good_{mode}__{name}"] = _case_vars(variables)
-    return {"all": {"children": {group: {"hosts": hosts} for group, hosts in groups.items()}}}
-
-
-PLAYBOOK = [
-    {"name": "Through roles: (argument spec, then preflight)", "hosts": "spec:good_spec", "gather_facts": False,
-     "roles": [{"role": "celery_flower"}]},
-    {"name": "Through include_role without the argument spec (preflight alone)", "hosts": "pre:good_pre", "gather_facts": False,
-     "tasks": [{"ansible.builtin.include_role": {"name": "celery_flower", "rolespec_validate": False},
-                "tags": ["celery_flower_preflight"]}]},
-]
-
-
-def _env():
-    return {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-        "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
-        "ANSIBLE_FORKS": "25",
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_RETRY_FILES_ENABLED": "0",
-    }
+    return RolePreflight.inventory({case.id: _case_vars(case.vars) for case in BAD},
+                                   {name: _case_vars(variables) for name, variables in GOOD.items()})
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    work = tmp_path_factory.mktemp("flower-preflight")
-    (work / "inventory.json").write_text(json.dumps(_inventory()))
-    (work / "playbook.yml").write_text(yaml.safe_dump(PLAYBOOK, sort_keys=False))
-    proc = subprocess.run(
-        [str(ANSIBLE_PLAYBOOK), "-i", str(work / "inventory.json"), str(work / "playbook.yml"),
-         "--check", "--tags", "celery_flower_preflight"],
-        cwd=work, env={**_env(), "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"},
-        capture_output=True, text=True, timeout=600, check=False)
-    try:
-        data = json.loads(proc.stdout)
-    except json.JSONDecodeError:
-        pytest.fail(f"no JSON from ansible-playbook (rc={proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    by_host = {}
-    for play in data["plays"]:
-        for task in play["tasks"]:
-            for host, result in task["hosts"].items():
-                by_host.setdefault(host, []).append((task["task"]["name"], result))
-    return {"rc": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr, "stats": data["stats"], "by_host": by_host}
-
-
-def _is(name, prefix):
-    return name == prefix or name.startswith(prefix + " - ")
+    return PREFLIGHT.run(tmp_path_factory.mktemp("flower-preflight"), _inventory())
 
 
 def test_case_ids_unique():
@@ -224,37 +168,13 @@ def test_case_ids_unique():
 @pytest.mark.parametrize("mode", ["spec", "pre"])
 @pytest.mark.parametrize("case", BAD, ids=[c.id for c in BAD])
 def test_bad_input_fails_in_preflight_and_changes_nothing(run, case, mode):
-    host = f"{mode}__{case.id}"
-    results = run["by_host"].get(host)
-    assert results, f"{host} ran no task"
-    assert run["stats"][host]["failures"] == 1 and run["stats"][host]["changed"] == 0, run["stats"][host]
-    failures = [(name, result) for name, result in results if result.get("failed")]
-    assert len(failures) == 1, failures
-    task, result = failures[0]
-    msg = result.get("msg", "")
-    if mode == "spec" and case.spec is not None:
-        assert _is(task, SPEC_TASK), f"expected the argument spec to refuse it, failed in {task}: {msg}"
-        fragments = case.spec
-    else:
-        assert task == ASSERT_TASK, f"expected preflight to refuse it, failed in {task}: {msg}"
-        fragments = case.expect
-        assert "\n" not in msg, f"preflight message spans lines: {msg!r}"
-    for fragment in fragments:
-        assert fragment in msg, f"{fragment!r} not in {msg!r}"
-    ran = [name for name, _ in results]
-    assert all(_is(name, SPEC_TASK) or name in {INCLUDE_TASK, COLLECT_TASK, ASSERT_TASK} for name in ran), ran
+    PREFLIGHT.assert_refused(run, f"{mode}__{case.id}", mode, case.expect, case.spec)
 
 
 @pytest.mark.parametrize("mode", ["spec", "pre"])
 @pytest.mark.parametrize("name", sorted(GOOD))
 def test_good_input_passes_preflight(run, name, mode):
-    host = f"good_{mode}__{name}"
-    results = run["by_host"].get(host)
-    assert results, f"{host} ran no task"
-    assert not [r for _, r in results if r.get("failed")], results
-    ran = [n for n, _ in results if not _is(n, SPEC_TASK) and n != INCLUDE_TASK]
-    assert ran == PREFLIGHT_TASKS
-    assert dict(results)[ASSERT_TASK]["msg"].startswith("celery_flower preflight passed: Flower on ")
+    assert PREFLIGHT.assert_passed(run, f"good_{mode}__{name}", mode).startswith("celery_flower preflight passed: Flower on ")
 
 
 def test_secrets_never_in_the_output(run):
@@ -284,7 +204,7 @@ def test_environment_file_renders_every_user_escaped_for_systemd(tmp_path):
     }]
     (tmp_path / "render.yml").write_text(yaml.safe_dump(playbook, sort_keys=False))
     proc = subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", "localhost,", "-c", "local", str(tmp_path / "render.yml")],
-                          cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300, check=False)
+                          cwd=tmp_path, env=ansible_env(), capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     text = (tmp_path / "flower.env").read_text()
     env = _parse_systemd_env(text)

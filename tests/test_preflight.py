@@ -19,32 +19,22 @@ mistake from installing anything on the machine running the tests.
 Each host's broker URL carries a canary password that must never appear in
 the output. That the host really stays untouched (no check mode, no tag) is
 proven against a molecule host in molecule/default/tests/test_preflight_on_host.py.
+The run and the checks are shared with test_flower_preflight.py (preflight_harness.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import pathlib
 import re
-import subprocess
-import sys
-import time
 
 import pytest
 import yaml
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-ROLE = ROOT / "roles" / "celery_workers"
-ANSIBLE_PLAYBOOK = pathlib.Path(sys.executable).parent / "ansible-playbook"
+from preflight_harness import ROOT, RolePreflight
 
-SPEC_TASK = "celery_workers : Validating arguments against arg spec 'main'"
-COLLECT_TASK = "celery_workers : Collect configuration errors"
-ASSERT_TASK = "celery_workers : Assert the configuration is valid"
-GETENT_TASK = "celery_workers : Look up the workers' user and group on the host"
-ROOT_TASK = "celery_workers : Assert the workers' user and group are not root"
-INCLUDE_TASK = "ansible.builtin.include_role : celery_workers"
-PREFLIGHT_TASKS = [COLLECT_TASK, ASSERT_TASK, GETENT_TASK, ROOT_TASK]
+ROLE = ROOT / "roles" / "celery_workers"
+PREFLIGHT = RolePreflight("celery_workers", "Look up the workers' user and group on the host",
+                          "Assert the workers' user and group are not root")
 
 CANARY = "CanaryPw7x"  # part of every case's broker password
 
@@ -251,74 +241,19 @@ GOOD = {
 
 
 def _case_vars(variables, index):
-    base = {
-        "ansible_connection": "local",
-        "ansible_python_interpreter": "{{ ansible_playbook_python }}",
-        "celery_workers_broker_url": f"amqp://celery:{CANARY}{index}@mq.example.org:5672/celery",
-    }
-    return {**base, **variables}
+    return {"celery_workers_broker_url": f"amqp://celery:{CANARY}{index}@mq.example.org:5672/celery", **variables}
 
 
 def _inventory():
-    groups = {"spec": {}, "pre": {}, "good_spec": {}, "good_pre": {}}
-    for i, case in enumerate(BAD):
-        for mode in ("spec", "pre"):
-            for copy in range(case.copies):
-                groups[mode][f"{mode}__{case.id}__{copy}"] = _case_vars(case.vars, i)
-    for name, variables in GOOD.items():
-        for mode in ("spec", "pre"):
-            groups[f"good_{mode}"][f"good_{mode}__{name}"] = _case_vars(variables, 1000)
-    return {"all": {"children": {group: {"hosts": hosts} for group, hosts in groups.items()}}}
-
-
-PLAYBOOK = [
-    {"name": "Through roles: (argument spec, then preflight)", "hosts": "spec:good_spec", "gather_facts": False,
-     "roles": [{"role": "celery_workers"}]},
-    {"name": "Through include_role without the argument spec (preflight alone)", "hosts": "pre:good_pre", "gather_facts": False,
-     "tasks": [{"ansible.builtin.include_role": {"name": "celery_workers", "rolespec_validate": False},
-                "tags": ["celery_workers_preflight"]}]},
-]
+    bad = {f"{case.id}__{copy}": _case_vars(case.vars, i)
+           for i, case in enumerate(BAD) for copy in range(case.copies)}
+    good = {name: _case_vars(variables, 1000) for name, variables in GOOD.items()}
+    return RolePreflight.inventory(bad, good)
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    work = tmp_path_factory.mktemp("preflight")
-    (work / "inventory.json").write_text(json.dumps(_inventory()))
-    (work / "playbook.yml").write_text(yaml.safe_dump(PLAYBOOK, sort_keys=False))
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-        "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
-        "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
-        "ANSIBLE_FORKS": "25",
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_RETRY_FILES_ENABLED": "0",
-    }
-    start = time.monotonic()
-    proc = subprocess.run(
-        [str(ANSIBLE_PLAYBOOK), "-i", str(work / "inventory.json"), str(work / "playbook.yml"),
-         "--check", "--tags", "celery_workers_preflight"],
-        cwd=work, env=env, capture_output=True, text=True, timeout=600, check=False)
-    print(f"ansible-playbook ran {len(BAD)} bad and {len(GOOD)} good cases in {time.monotonic() - start:.1f}s, rc={proc.returncode}")
-    try:
-        data = json.loads(proc.stdout)
-    except json.JSONDecodeError:
-        pytest.fail(f"no JSON from ansible-playbook (rc={proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    by_host = {}
-    for play in data["plays"]:
-        for task in play["tasks"]:
-            name = task["task"]["name"]
-            for host, result in task["hosts"].items():
-                by_host.setdefault(host, []).append((name, result))
-    return {"rc": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr, "stats": data["stats"], "by_host": by_host}
-
-
-def _task_is(name, prefix):
-    return name == prefix or name.startswith(prefix + " - ")
-
-
-def _failures(results):
-    return [(name, result) for name, result in results if result.get("failed")]
+    return PREFLIGHT.run(tmp_path_factory.mktemp("preflight"), _inventory())
 
 
 def test_enough_bad_cases():
@@ -330,45 +265,13 @@ def test_enough_bad_cases():
 @pytest.mark.parametrize("case", BAD, ids=[c.id for c in BAD])
 def test_bad_input_fails_in_preflight_and_changes_nothing(run, case, mode):
     for copy in range(case.copies):
-        host = f"{mode}__{case.id}__{copy}"
-        results = run["by_host"].get(host)
-        assert results, f"{host} ran no task"
-        assert run["stats"][host]["failures"] == 1, run["stats"][host]
-        assert run["stats"][host]["changed"] == 0
-        assert not any(result.get("changed") for _, result in results)
-        failures = _failures(results)
-        assert len(failures) == 1, failures
-        task, result = failures[0]
-        msg = result.get("msg", "")
-        if mode == "spec" and case.spec is not None:
-            assert _task_is(task, SPEC_TASK), f"expected the argument spec to refuse it, failed in {task}: {msg}"
-            fragments = case.spec
-        else:
-            assert task == ASSERT_TASK, f"expected preflight to refuse it, failed in {task}: {msg}"
-            fragments = case.expect
-            assert "\n" not in msg, f"preflight message spans lines: {msg!r}"
-        for fragment in fragments:
-            assert fragment in msg, f"{fragment!r} not in {msg!r}"
-        # Nothing past the controller-side checks ran, not even the read-only user lookup.
-        allowed = {INCLUDE_TASK, COLLECT_TASK, ASSERT_TASK}
-        ran = [name for name, _ in results]
-        assert all(_task_is(name, SPEC_TASK) or name in allowed for name in ran), ran
+        PREFLIGHT.assert_refused(run, f"{mode}__{case.id}__{copy}", mode, case.expect, case.spec)
 
 
 @pytest.mark.parametrize("mode", ["spec", "pre"])
 @pytest.mark.parametrize("name", sorted(GOOD))
 def test_good_input_passes_preflight(run, name, mode):
-    host = f"good_{mode}__{name}"
-    results = run["by_host"].get(host)
-    assert results, f"{host} ran no task"
-    assert not _failures(results), _failures(results)
-    assert run["stats"][host]["failures"] == 0 and run["stats"][host]["unreachable"] == 0
-    ran = [name for name, _ in results if not _task_is(name, SPEC_TASK) and name != INCLUDE_TASK]
-    # All of preflight ran, and nothing else (the tag filter held).
-    assert ran == PREFLIGHT_TASKS
-    assert any(_task_is(name, SPEC_TASK) for name, _ in results) == (mode == "spec")
-    passed = dict(results)[ASSERT_TASK]["msg"]
-    assert passed.startswith("celery_workers preflight passed for ")
+    assert PREFLIGHT.assert_passed(run, f"good_{mode}__{name}", mode).startswith("celery_workers preflight passed for ")
 
 
 def test_secrets_never_in_the_output(run):
