@@ -103,11 +103,15 @@ def test_environment_files_exact_mode_and_owner(host, workers):
     directory = host.file("/etc/celery")
     assert (directory.user, directory.group, directory.mode) == ("root", "celery", 0o750)
     expected = {"celery.env"} | {f"worker-{w['name']}.env" for w in workers}
-    assert set(host.check_output("ls -A /etc/celery").split()) == expected
+    # and the record of the last run (tasks/record.yml), root only
+    assert set(host.check_output("ls -A /etc/celery").split()) == expected | {".celery_workers_state.json"}
     for name in expected:
         f = host.file(f"/etc/celery/{name}")
         assert (f.user, f.group, f.mode) == ("root", "celery", 0o640), name
         assert not f.is_symlink
+    record = host.file("/etc/celery/.celery_workers_state.json")
+    assert (record.user, record.group, record.mode) == ("root", "root", 0o600)
+    assert not record.is_symlink
 
 
 def test_code_and_config_owned_by_root_and_not_writable_by_the_workers(host, worker_host):

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import glob
 import grp
+import hashlib
+import json
 import os
 import pwd
 import re
 import stat
+import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -17,13 +20,17 @@ DOCUMENTATION = r"""
 module: celery_workers_probe
 short_description: Read the state the celery_workers role needs, in one call
 description:
-  - Read-only. Looks up the workers' user and group, the OS packages that are
+  - Read-only (but for I(record)). Looks up the workers' user and group, the OS packages that are
     not installed, the Celery version in the virtualenv, the unit files that
     carry the role's marker, and the load, active and enablement state of
     units, so the role runs no per-worker task when nothing has to change.
 options:
-  user: {description: Account to look up., type: str, required: true}
-  group: {description: Group to look up., type: str, required: true}
+  user:
+    description:
+      - Account to look up.
+      - Without it, fast mode; every option but I(state_file) and I(fingerprint) comes from the record.
+    type: str
+  group: {description: Group to look up (with I(user))., type: str}
   packages: {description: Debian packages that must be installed., type: list, elements: str, default: []}
   venv: {description: Virtualenv whose Celery version to read., type: path}
   unit_dir: {description: Directory of the unit files., type: path, default: /etc/systemd/system}
@@ -41,6 +48,23 @@ options:
     type: list
     elements: dict
     default: []
+  state_file:
+    description:
+      - Where the role records the settings of its last complete run (JSON, root only).
+      - Fast mode (no I(user)) takes every other option, and the files' SHA-256,
+        from this record when its fingerprint is I(fingerprint); else it returns
+        C(recorded=false) and null I(directories_to_fix) and I(files_to_write)
+        (unknown: the role checks everything).
+    type: path
+  fingerprint:
+    description: Hash of the role's code and variables (vars/main.yml, __celery_workers_fingerprint).
+    type: str
+  record:
+    description:
+      - Write I(state_file) (fingerprint, options, SHA-256 of each file) when the
+        directories and files are as wanted. Nothing else is changed.
+    type: bool
+    default: false
 """
 
 RETURN = r"""
@@ -53,6 +77,7 @@ units: {description: "unit -> {load, active, enabled}", type: dict}
 paths: {description: "path -> exists", type: dict}
 directories_to_fix: {description: directories of I(directories) not in the wanted state, type: list}
 files_to_write: {description: files of I(files) not in the wanted state, type: list}
+recorded: {description: "fast mode: the record's fingerprint is I(fingerprint) (then the options came from it)", type: bool}
 """
 
 
@@ -157,13 +182,19 @@ def directories_to_fix(directories):
     return out
 
 
+def sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
 def files_to_write(files):
+    """files: {path, owner, group, mode} and either content (text) or sha256 (from a record)."""
     out = []
     for f in files:
         try:
             st = os.stat(f["path"])
             with open(f["path"], "rb") as handle:
-                same = handle.read() == f["content"].encode("utf-8")
+                data = handle.read()
+            same = sha256(data) == f["sha256"] if "sha256" in f else data == f["content"].encode("utf-8")
         except OSError:
             out.append(f["path"])
             continue
@@ -172,26 +203,51 @@ def files_to_write(files):
     return out
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec={
-            "user": {"type": "str", "required": True},
-            "group": {"type": "str", "required": True},
-            "packages": {"type": "list", "elements": "str", "default": []},
-            "venv": {"type": "path"},
-            "unit_dir": {"type": "path", "default": "/etc/systemd/system"},
-            "unit_prefix": {"type": "str", "default": "celery-worker-"},
-            "marker": {"type": "str"},
-            "units": {"type": "list", "elements": "str", "default": []},
-            "paths": {"type": "list", "elements": "path", "default": []},
-            "directories": {"type": "list", "elements": "dict", "default": []},
-            "files": {"type": "list", "elements": "dict", "default": []},
-        },
-        supports_check_mode=True,
-    )
-    p = module.params
-    module.exit_json(
-        changed=False,
+# Options kept in the record: everything the probe needs except the files' content.
+RECORDED = ("user", "group", "packages", "venv", "unit_dir", "unit_prefix", "marker", "units", "paths", "directories")
+
+
+def read_record(path, fingerprint):
+    """The record at path when its fingerprint is fingerprint, else None."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            record = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("fingerprint") != fingerprint:
+        return None
+    if not all(key in record.get("options", {}) for key in RECORDED) or not isinstance(record.get("files"), list):
+        return None
+    return record
+
+
+def write_record(module, path, record):
+    """Write record to path (0600), atomically; True when it changed."""
+    data = json.dumps(record, indent=1, sort_keys=True) + "\n"
+    try:
+        with open(path, encoding="utf-8") as handle:
+            if handle.read() == data:
+                return False
+    except OSError:
+        pass
+    if module.check_mode:
+        return True
+    directory = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".celery_workers_state.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            os.fchmod(handle.fileno(), 0o600)
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return True
+
+
+def probe(module, p):
+    return dict(
         passwd=passwd_entry(p["user"]),
         group=group_entry(p["group"]),
         packages_missing=missing_packages(module, p["packages"]),
@@ -202,6 +258,47 @@ def main():
         directories_to_fix=directories_to_fix(p["directories"]),
         files_to_write=files_to_write(p["files"]),
     )
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "user": {"type": "str"},
+            "group": {"type": "str"},
+            "packages": {"type": "list", "elements": "str", "default": []},
+            "venv": {"type": "path"},
+            "unit_dir": {"type": "path", "default": "/etc/systemd/system"},
+            "unit_prefix": {"type": "str", "default": "celery-worker-"},
+            "marker": {"type": "str"},
+            "units": {"type": "list", "elements": "str", "default": []},
+            "paths": {"type": "list", "elements": "path", "default": []},
+            "directories": {"type": "list", "elements": "dict", "default": []},
+            "files": {"type": "list", "elements": "dict", "default": []},
+            "state_file": {"type": "path"},
+            "fingerprint": {"type": "str"},
+            "record": {"type": "bool", "default": False},
+        },
+        supports_check_mode=True,
+    )
+    p = module.params
+    if (p["record"] or p["user"] is None) and not (p["state_file"] and p["fingerprint"]):
+        module.fail_json(msg="record, and a probe without user, need state_file and fingerprint")
+    if p["user"] is None:
+        # Fast mode: every option from the record of the last complete run with these settings.
+        record = read_record(p["state_file"], p["fingerprint"])
+        if record is None:
+            module.exit_json(changed=False, recorded=False, directories_to_fix=None, files_to_write=None)
+        options = dict(record["options"], files=record["files"])
+        module.exit_json(changed=False, recorded=True, **probe(module, options))
+    result = probe(module, p)
+    changed = False
+    if p["record"]:
+        if not result["directories_to_fix"] and not result["files_to_write"]:
+            files = [{"path": f["path"], "owner": f["owner"], "group": f["group"], "mode": str(f["mode"]),
+                      "sha256": sha256(f["content"].encode("utf-8"))} for f in p["files"]]
+            record = {"fingerprint": p["fingerprint"], "options": {key: p[key] for key in RECORDED}, "files": files}
+            changed = write_record(module, p["state_file"], record)
+    module.exit_json(changed=changed, **result)
 
 
 if __name__ == "__main__":
