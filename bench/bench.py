@@ -409,7 +409,8 @@ def report(data: dict) -> str:
              f"- date: {m['date']}\n- machine: {m['machine']}\n- command: `{m['command']}`\n"
              f"- total runtime: {m['runtime_s'] / 60:.1f} min\n"
              f"- connection: {m.get('connection')}; no-op: median of {m.get('noop_repeats')} runs of the role, "
-             f"{m.get('baseline_noop_repeats')} of the baseline\n",
+             f"{m.get('baseline_noop_repeats')} of the baseline\n"
+             + (f"- baseline rows: from the earlier run {m['baseline_from']}\n" if m.get("baseline_from") else ""),
              "Wall time in seconds of `ansible-playbook` (from the controller, process start to exit). "
              "tasks = host-task results that ran (a loop counts once, skipped excluded; summed over hosts); "
              "calls = module executions (a loop counts once per item); "
@@ -446,6 +447,9 @@ def main() -> int:
     parser.add_argument("--connection", default="podman_pipelined", choices=["podman_pipelined", "containers.podman.podman"],
                         help="Ansible connection to the hosts (default: the stock podman plugin plus pipelining, "
                              "bench/connection_plugins/; containers.podman.podman: the stock plugin, no pipelining)")
+    parser.add_argument("--baseline-from", default=None, metavar="RESULTS_JSON",
+                        help="with --playbooks role: take the baseline cells from an earlier run's results.json "
+                             "(bench/baseline.yml unchanged since) for the table, the plot and the checks")
     parser.add_argument("--repeat", type=int, default=3, help="no-op re-converges per role cell, median shown (default 3)")
     parser.add_argument("--baseline-repeat", type=int, default=1, help="no-op re-converges per baseline cell (default 1)")
     args = parser.parse_args()
@@ -479,6 +483,11 @@ def main() -> int:
                      "command": "bench/run " + " ".join(sys.argv[1:]),
                      "connection": args.connection, "noop_repeats": REPEAT, "baseline_noop_repeats": BASELINE_REPEAT},
             "cells": [], "throughput": []}
+    if args.baseline_from:
+        earlier = json.loads(Path(args.baseline_from).read_text())
+        data["meta"]["baseline_from"] = f"{args.baseline_from} ({earlier['meta']['date']}, `{earlier['meta']['command']}`)"
+        data["meta"]["baseline_noop_repeats"] = earlier["meta"].get("baseline_noop_repeats")
+        kinds = [k for k in kinds if k != "baseline"]
     try:
         ensure_wheelhouse()
         setup_broker(workdir)
@@ -494,6 +503,9 @@ def main() -> int:
             data["throughput"] = throughput(all_hosts, workdir, THROUGHPUT_TASKS)
     finally:
         data["meta"]["runtime_s"] = round(time.monotonic() - T0, 1)
+        if args.baseline_from:
+            data["cells"] += [c for c in earlier["cells"] if c["playbook"] == "baseline"
+                              and c["hosts"] in hosts and c["workers"] in workers]
         data["checks"] = checks(data["cells"]) if data["cells"] else []
         (workdir / "results.json").write_text(json.dumps(data, indent=1))
         if not args.keep:
