@@ -53,6 +53,10 @@ def test_record_is_root_only_and_holds_no_secret():
         assert (unit["owner"], unit["group"], unit["mode"]) == ("root", "root", "0644")
         assert unit["sha256"] == host.check_output(f"sha256sum /etc/systemd/system/celery-worker-{w['name']}.service").split()[0]
     assert set(data["options"]["units"]) == {f"celery-worker-{w['name']}.service" for w in workers_of(HOST)}
+    # What the verdict of the fast path compares the host with (vars/main.yml: __celery_workers_expect).
+    assert data["options"]["expect"]["account"] == ["Celery workers", "/var/lib/celery", "/usr/sbin/nologin"]
+    assert data["options"]["expect"]["celery_version"] == host.check_output(
+        "/opt/celery/venv/bin/python -c 'import celery; print(celery.__version__)'")
 
 
 def test_same_settings_take_the_fast_path():
@@ -60,6 +64,7 @@ def test_same_settings_take_the_fast_path():
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     results = results_by_host(proc.stdout)[HOST]
     assert dict(results)[FAST]["recorded"] is True
+    assert dict(results)[FAST]["in_shape"] is True
     assert ran(results) == [FAST, FAST_END]  # then meta: end_role (not reported by the json callback)
     assert not any(r.get("changed") for _, r in results)
 
@@ -81,6 +86,7 @@ DRIFT = {
     "env_file_mode": f"chmod 0644 {ENV}",
     "app_file_owner": f"chown celery {APP}",
     "worker_stopped": f"systemctl stop celery-worker-{FIRST}.service",
+    "worker_disabled": f"systemctl disable celery-worker-{FIRST}.service",
     "record_tampered": f"sed -i 's/\"fingerprint\": \"./\"fingerprint\": \"x/' {STATE}",
     "record_removed": f"rm {STATE}",
 }
@@ -94,10 +100,12 @@ def test_drift_takes_the_full_path_and_is_repaired(case):
     proc = run_site(["--limit", HOST], json_output=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     results = results_by_host(proc.stdout)[HOST]
+    assert dict(results)[FAST]["in_shape"] is False
     names = ran(results)
     assert COLLECT in names, names  # the full path: preflight's checks, then the probe
     assert files_state(host) == before
     assert host.service(f"celery-worker-{FIRST}.service").is_running
+    assert host.service(f"celery-worker-{FIRST}.service").is_enabled
     record = json.loads(host.file(STATE).content_string)
     assert not record["fingerprint"].startswith("x")
     # And the next run is fast again, and changes nothing.

@@ -11,10 +11,9 @@ import json
 import os
 import pwd
 import re
+import shutil
 import stat
-import tempfile
-
-from ansible.module_utils.basic import AnsibleModule
+import subprocess
 
 DOCUMENTATION = r"""
 module: celery_workers_probe
@@ -36,8 +35,8 @@ options:
   unit_dir: {description: Directory of the unit files., type: path, default: /etc/systemd/system}
   unit_prefix: {description: File name prefix of the role's worker units., type: str, default: celery-worker-}
   marker: {description: Line that marks a unit written by the role., type: str}
-  units: {description: Units whose state to read (systemctl show)., type: list, elements: str, default: []}
-  paths: {description: Paths whose existence to report., type: list, elements: path, default: []}
+  units: {description: "Units whose state to read (systemctl show); all loaded, enabled and active for C(in_shape).", type: list, elements: str, default: []}
+  paths: {description: "Paths whose existence to report (none may exist for C(in_shape)).", type: list, elements: path, default: []}
   directories:
     description: "Directories {path, owner, group, mode}: report those missing or with other owner, group or mode."
     type: list
@@ -59,12 +58,24 @@ options:
   fingerprint:
     description: Hash of the role's code and variables (vars/main.yml, __celery_workers_fingerprint).
     type: str
+  expect:
+    description:
+      - "What a host in shape has, for C(in_shape): C(account) (the passwd fields after the gid:
+        gecos, home, shell), C(celery_version) (in the virtualenv) and C(names) (when not null,
+        the only worker units carrying the marker). Null: these settings never leave a host
+        where the role has nothing to do (C(in_shape) is false)."
+      - Kept in the record.
+    type: dict
   record:
     description:
       - Write I(state_file) (fingerprint, options, SHA-256 of each file) when the
         directories and files are as wanted. Nothing else is changed.
     type: bool
     default: false
+notes:
+  - The role's action plugin of the same name runs fast mode as a plain Python
+    script (no module wrapper); this module does the rest. The functions below
+    use only the standard library, for that script.
 """
 
 RETURN = r"""
@@ -78,6 +89,7 @@ paths: {description: "path -> exists", type: dict}
 directories_to_fix: {description: directories of I(directories) not in the wanted state, type: list}
 files_to_write: {description: files of I(files) not in the wanted state, type: list}
 recorded: {description: "fast mode: the record's fingerprint is I(fingerprint) (then the options came from it)", type: bool}
+in_shape: {description: "the host is as I(expect) says, nothing for the role to do (false without I(expect))", type: bool}
 """
 
 
@@ -97,13 +109,24 @@ def group_entry(name):
     return [g.gr_passwd, str(g.gr_gid), ",".join(g.gr_mem)]
 
 
-def missing_packages(module, packages):
+def run(name, args):
+    """(rc, stdout) of the command name (searched like AnsibleModule.get_bin_path), or None if absent."""
+    path = os.pathsep.join([os.environ.get("PATH", ""), "/sbin", "/usr/sbin", "/usr/local/sbin"])
+    binary = shutil.which(name, path=path)
+    if not binary:
+        return None
+    proc = subprocess.run([binary] + args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          check=False, env=dict(os.environ, LC_ALL="C"))
+    return proc.returncode, proc.stdout.decode("utf-8", errors="replace")
+
+
+def missing_packages(packages):
     if not packages:
         return []
-    dpkg = module.get_bin_path("dpkg-query")
-    if not dpkg:
+    ran = run("dpkg-query", ["-W", "-f=${Package} ${db:Status-Abbrev}\\n", "--"] + packages)
+    if ran is None:
         return list(packages)
-    _rc, out, _err = module.run_command([dpkg, "-W", "-f=${Package} ${db:Status-Abbrev}\\n", "--"] + packages)
+    out = ran[1]
     installed = {line.split()[0].split(":")[0] for line in out.splitlines()
                  if len(line.split()) >= 2 and line.split()[1] == "ii"}
     return [p for p in packages if p not in installed]
@@ -138,15 +161,13 @@ def managed_units(unit_dir, prefix, marker):
     return names
 
 
-def unit_states(module, units):
+def unit_states(units):
     if not units:
         return {}
-    systemctl = module.get_bin_path("systemctl")
-    if not systemctl:
+    ran = run("systemctl", ["show", "--property=Id,LoadState,ActiveState,UnitFileState", "--"] + units)
+    if ran is None or ran[0] != 0:
         return {}
-    rc, out, _err = module.run_command([systemctl, "show", "--property=Id,LoadState,ActiveState,UnitFileState", "--"] + units)
-    if rc != 0:
-        return {}
+    out = ran[1]
     states = {}
     for block in out.strip().split("\n\n"):
         props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
@@ -204,7 +225,8 @@ def files_to_write(files):
 
 
 # Options kept in the record: everything the probe needs except the files' content.
-RECORDED = ("user", "group", "packages", "venv", "unit_dir", "unit_prefix", "marker", "units", "paths", "directories")
+RECORDED = ("user", "group", "packages", "venv", "unit_dir", "unit_prefix", "marker", "units", "paths", "directories",
+            "expect")
 
 
 def read_record(path, fingerprint):
@@ -221,7 +243,7 @@ def read_record(path, fingerprint):
     return record
 
 
-def write_record(module, path, record):
+def write_record(path, record, check_mode):
     """Write record to path (0600), atomically; True when it changed."""
     data = json.dumps(record, indent=1, sort_keys=True) + "\n"
     try:
@@ -230,8 +252,10 @@ def write_record(module, path, record):
                 return False
     except OSError:
         pass
-    if module.check_mode:
+    if check_mode:
         return True
+    import tempfile  # pylint: disable=import-outside-toplevel  # only here: fast mode never writes
+
     directory = os.path.dirname(path)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".celery_workers_state.")
     try:
@@ -246,21 +270,60 @@ def write_record(module, path, record):
     return True
 
 
-def probe(module, p):
-    return dict(
+# A unit as a running worker needs it (systemctl show's LoadState, UnitFileState, ActiveState).
+UNIT_ENABLED = ("enabled", "enabled-runtime", "static", "alias")
+UNIT_ACTIVE = ("active", "reloading")
+
+
+def verdict(result, expect, units):
+    """True when the host, as probed, leaves the role nothing to do: the workers' units are all
+    running, and the rest is as expect says (vars/main.yml: __celery_workers_expect)."""
+    if not isinstance(expect, dict):
+        return False
+    passwd, group, names = result["passwd"], result["group"], expect.get("names")
+    return bool(
+        not result["packages_missing"]
+        and passwd is not None and group is not None and passwd[1] != "0" and group[1] != "0"
+        and passwd[2:] == [group[1]] + list(expect.get("account") or [])
+        and not result["directories_to_fix"] and not result["files_to_write"]
+        and expect.get("celery_version") is not None and result["celery_version"] == expect["celery_version"]
+        and (names is None or not set(result["managed"]) - set(names))
+        and not any(result["paths"].values())
+        and all(unit_running(result["units"].get(unit)) for unit in units))
+
+
+def unit_running(state):
+    return (state is not None and state["load"] == "loaded" and state["enabled"] in UNIT_ENABLED
+            and state["active"] in UNIT_ACTIVE)
+
+
+def probe(p):
+    result = dict(
         passwd=passwd_entry(p["user"]),
         group=group_entry(p["group"]),
-        packages_missing=missing_packages(module, p["packages"]),
+        packages_missing=missing_packages(p["packages"]),
         celery_version=celery_version(p["venv"]),
         managed=managed_units(p["unit_dir"], p["unit_prefix"], p["marker"]),
-        units=unit_states(module, p["units"]),
+        units=unit_states(p["units"]),
         paths={path: os.path.exists(path) for path in p["paths"]},
         directories_to_fix=directories_to_fix(p["directories"]),
         files_to_write=files_to_write(p["files"]),
     )
+    result["in_shape"] = verdict(result, p.get("expect"), p["units"])
+    return result
+
+
+def fast(state_file, fingerprint):
+    """Fast mode: every option from the record of the last complete run with these settings."""
+    record = read_record(state_file, fingerprint)
+    if record is None:
+        return dict(changed=False, recorded=False, in_shape=False, directories_to_fix=None, files_to_write=None)
+    return dict(probe(dict(record["options"], files=record["files"])), changed=False, recorded=True)
 
 
 def main():
+    from ansible.module_utils.basic import AnsibleModule  # pylint: disable=import-outside-toplevel
+
     module = AnsibleModule(
         argument_spec={
             "user": {"type": "str"},
@@ -274,6 +337,7 @@ def main():
             "paths": {"type": "list", "elements": "path", "default": []},
             "directories": {"type": "list", "elements": "dict", "default": []},
             "files": {"type": "list", "elements": "dict", "default": []},
+            "expect": {"type": "dict"},
             "state_file": {"type": "path"},
             "fingerprint": {"type": "str"},
             "record": {"type": "bool", "default": False},
@@ -284,20 +348,15 @@ def main():
     if (p["record"] or p["user"] is None) and not (p["state_file"] and p["fingerprint"]):
         module.fail_json(msg="record, and a probe without user, need state_file and fingerprint")
     if p["user"] is None:
-        # Fast mode: every option from the record of the last complete run with these settings.
-        record = read_record(p["state_file"], p["fingerprint"])
-        if record is None:
-            module.exit_json(changed=False, recorded=False, directories_to_fix=None, files_to_write=None)
-        options = dict(record["options"], files=record["files"])
-        module.exit_json(changed=False, recorded=True, **probe(module, options))
-    result = probe(module, p)
+        module.exit_json(**fast(p["state_file"], p["fingerprint"]))
+    result = probe(p)
     changed = False
     if p["record"]:
         if not result["directories_to_fix"] and not result["files_to_write"]:
             files = [{"path": f["path"], "owner": f["owner"], "group": f["group"], "mode": str(f["mode"]),
                       "sha256": sha256(f["content"].encode("utf-8"))} for f in p["files"]]
             record = {"fingerprint": p["fingerprint"], "options": {key: p[key] for key in RECORDED}, "files": files}
-            changed = write_record(module, p["state_file"], record)
+            changed = write_record(p["state_file"], record, module.check_mode)
     module.exit_json(changed=changed, **result)
 
 
