@@ -6,7 +6,9 @@ calls (mkdir of a temporary directory, copy, chmod, run, rm). Real hosts are
 reached over ssh, where ansible.cfg's `pipelining = true` runs each module
 with one remote command. This subclass passes -i when Ansible sends data on
 stdin, so pipelining works and a module costs one `podman exec`, as it does
-over ssh. Everything else is the stock plugin.
+over ssh. The stock plugin also runs `podman mount` at every connection (one
+per task and host), for its file transfers only: here the mount waits for
+the first transfer (put_file, fetch_file). Everything else is the stock plugin.
 """
 
 from __future__ import annotations
@@ -27,6 +29,28 @@ DOCUMENTATION = _DOC.replace("name: podman", "name: podman_pipelined", 1).replac
 class Connection(PodmanConnection):
     transport = "podman_pipelined"
     has_pipelining = True
+
+    def _connect(self):
+        # Connected, not mounted yet (the stock _connect does both).
+        if not self._connected:
+            super(PodmanConnection, self)._connect()  # pylint: disable=bad-super-call
+            self._mount_point = None
+            self._connected = True
+        return self
+
+    def _mount(self):
+        if not getattr(self, "_mounted", False):
+            self._mounted = True
+            self._connected = False
+            super()._connect()  # the stock plugin's: podman mount
+
+    def put_file(self, in_path, out_path):
+        self._mount()
+        return super().put_file(in_path, out_path)
+
+    def fetch_file(self, in_path, out_path):
+        self._mount()
+        return super().fetch_file(in_path, out_path)
 
     def exec_command(self, cmd, in_data=None, sudoable=False):
         if in_data is None:
