@@ -49,6 +49,11 @@ GOOD = {
 }
 
 
+def probed(result, units=UNITS):
+    """result as probe() returns it: with the units found running."""
+    return dict(result, units_running=probe.running_units(result["units"], units))
+
+
 def changed(path, value):
     result = copy.deepcopy(GOOD)
     target = result
@@ -59,7 +64,7 @@ def changed(path, value):
 
 
 def test_verdict_good_host():
-    assert probe.verdict(GOOD, EXPECT, UNITS) is True
+    assert probe.verdict(probed(GOOD), EXPECT, UNITS) is True
 
 
 @pytest.mark.parametrize("result", [
@@ -83,15 +88,21 @@ def test_verdict_good_host():
     changed(["units"], {UNITS[0]: GOOD["units"][UNITS[0]]}),
 ], ids=lambda r: next(f"{k}" for k in GOOD if r[k] != GOOD[k]))
 def test_verdict_each_difference(result):
-    assert probe.verdict(result, EXPECT, UNITS) is False
+    assert probe.verdict(probed(result), EXPECT, UNITS) is False
 
 
 def test_verdict_without_expect_or_other_settings():
-    assert probe.verdict(GOOD, None, UNITS) is False  # settings that always leave work (beat, extra pip packages)
-    assert probe.verdict(GOOD, dict(EXPECT, celery_version=None), UNITS) is False
-    assert probe.verdict(GOOD, dict(EXPECT, names=["a"]), UNITS) is False  # remove_absent: b is a stray unit
-    assert probe.verdict(changed(["managed"], ["a", "b", "old"]), dict(EXPECT, names=None), UNITS) is True
-    assert probe.verdict(GOOD, EXPECT, UNITS + ["celery-worker-c.service"]) is False
+    assert probe.verdict(probed(GOOD), None, UNITS) is False  # settings that always leave work (beat, extra pip packages)
+    assert probe.verdict(probed(GOOD), dict(EXPECT, celery_version=None), UNITS) is False
+    assert probe.verdict(probed(GOOD), dict(EXPECT, names=["a"]), UNITS) is False  # remove_absent: b is a stray unit
+    assert probe.verdict(probed(changed(["managed"], ["a", "b", "old"])), dict(EXPECT, names=None), UNITS) is True
+    more = UNITS + ["celery-worker-c.service"]
+    assert probe.verdict(probed(GOOD, more), EXPECT, more) is False
+
+
+def test_running_units_keeps_only_loaded_enabled_active():
+    states = dict(GOOD["units"], **{"celery-worker-c.service": {"load": "loaded", "active": "failed", "enabled": "enabled"}})
+    assert probe.running_units(states, UNITS + ["celery-worker-c.service", "celery-worker-d.service"]) == UNITS
 
 
 @pytest.fixture(name="record")

@@ -85,6 +85,7 @@ packages_missing: {description: packages not installed, type: list}
 celery_version: {description: Celery version in the virtualenv, or null, type: str}
 managed: {description: names of the role's worker units found (without prefix and .service), type: list}
 units: {description: "unit -> {load, active, enabled}", type: dict}
+units_running: {description: "units of I(units) loaded, enabled and active", type: list}
 paths: {description: "path -> exists", type: dict}
 directories_to_fix: {description: directories of I(directories) not in the wanted state, type: list}
 files_to_write: {description: files of I(files) not in the wanted state, type: list}
@@ -276,7 +277,7 @@ UNIT_ACTIVE = ("active", "reloading")
 
 
 def verdict(result, expect, units):
-    """True when the host, as probed, leaves the role nothing to do: the workers' units are all
+    """True when the host, as probed, leaves the role nothing to do: every unit of units is
     running, and the rest is as expect says (vars/main.yml: __celery_workers_expect)."""
     if not isinstance(expect, dict):
         return False
@@ -289,12 +290,13 @@ def verdict(result, expect, units):
         and expect.get("celery_version") is not None and result["celery_version"] == expect["celery_version"]
         and (names is None or not set(result["managed"]) - set(names))
         and not any(result["paths"].values())
-        and all(unit_running(result["units"].get(unit)) for unit in units))
+        and set(units) <= set(result["units_running"]))
 
 
-def unit_running(state):
-    return (state is not None and state["load"] == "loaded" and state["enabled"] in UNIT_ENABLED
-            and state["active"] in UNIT_ACTIVE)
+def running_units(states, units):
+    """The units of units whose state (unit_states) is loaded, enabled and active."""
+    return [unit for unit in units if unit in states and states[unit]["load"] == "loaded"
+            and states[unit]["enabled"] in UNIT_ENABLED and states[unit]["active"] in UNIT_ACTIVE]
 
 
 def probe(p):
@@ -309,6 +311,7 @@ def probe(p):
         directories_to_fix=directories_to_fix(p["directories"]),
         files_to_write=files_to_write(p["files"]),
     )
+    result["units_running"] = running_units(result["units"], p["units"])
     result["in_shape"] = verdict(result, p.get("expect"), p["units"])
     return result
 
