@@ -50,18 +50,16 @@ def failures(results):
 class RolePreflight:
     """The preflight of one role: its task names, the playbook, the run and the checks."""
 
-    def __init__(self, role: str, lookup_task: str, root_task: str, record_task: str | None = None):
+    def __init__(self, role: str, lookup_tasks: list[str], root_task: str):
         self.role = role
         self.spec_task = f"{role} : Validating arguments against arg spec 'main'"
         self.collect_task = f"{role} : Collect configuration errors"
         self.assert_task = f"{role} : Assert the configuration is valid"
         self.include_task = f"ansible.builtin.include_role : {role}"
-        # Everything preflight runs, in order: (celery_workers) the read-only look at
-        # the record of the last run, the controller-side checks, then the
-        # read-only look at the host.
-        self.record_task = f"{role} : {record_task}" if record_task else None
-        self.preflight_tasks = ([self.record_task] if record_task else []) + [
-            self.collect_task, self.assert_task, f"{role} : {lookup_task}", f"{role} : {root_task}"]
+        # Everything preflight runs, in order: the controller-side checks, then
+        # the read-only look at the host.
+        self.preflight_tasks = [self.collect_task, self.assert_task,
+                                *(f"{role} : {task}" for task in lookup_tasks), f"{role} : {root_task}"]
 
     @staticmethod
     def inventory(bad: dict[str, dict], good: dict[str, dict]) -> dict:
@@ -129,9 +127,8 @@ class RolePreflight:
             assert "\n" not in msg, f"preflight message spans lines: {msg!r}"
         for fragment in fragments:
             assert fragment in msg, f"{fragment!r} not in {msg!r}"
-        # Not even the read-only look at the host ran (but for the record of the last
-        # run: it reads one file, and a host without a matching record goes on to the checks).
-        allowed = {self.include_task, self.collect_task, self.assert_task, self.record_task}
+        # Not even the read-only look at the host ran.
+        allowed = {self.include_task, self.collect_task, self.assert_task}
         ran = [name for name, result in results if not result.get("skipped")]
         assert all(task_is(name, self.spec_task) or name in allowed for name in ran), ran
 

@@ -24,7 +24,7 @@ import yaml
 from preflight_harness import ANSIBLE_PLAYBOOK, ROOT, RolePreflight, ansible_env
 
 ROLE = ROOT / "roles" / "celery_flower"
-PREFLIGHT = RolePreflight("celery_flower", "Look up Flower's user and group on the host",
+PREFLIGHT = RolePreflight("celery_flower", ["Look up Flower's user and group on the host"],
                           "Assert Flower's user and group are not root")
 
 CANARY = "CanaryFlw9q"

@@ -33,9 +33,9 @@ import yaml
 from preflight_harness import ROOT, RolePreflight
 
 ROLE = ROOT / "roles" / "celery_workers"
-PREFLIGHT = RolePreflight("celery_workers", "Look up the workers' user and group on the host",
-                          "Assert the workers' user and group are not root",
-                          record_task="Look up the host's state against the record of the last run")
+PREFLIGHT = RolePreflight("celery_workers",
+                          ["Look up the workers' user on the host", "Look up the workers' group on the host"],
+                          "Assert the workers' user and group are not root")
 
 CANARY = "CanaryPw7x"  # part of every case's broker password
 
