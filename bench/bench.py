@@ -323,7 +323,7 @@ def throughput(all_hosts: list[str], workdir: Path, count: int) -> list[dict]:
     wipe(all_hosts)
     fleet = [{"name": "default", "queues": ["default"]}, {"name": "other", "queue": "other"}]
     nodes = {"default": [f"default@{h}" for h in hosts], "other": [f"other@{h}" for h in hosts]}
-    celery_app = ROOT / "roles" / "celery_workers" / "files" / "celery_app.py"
+    celery_app = ROOT / "files" / "celery_app.py"
     defaults_dir = workdir / "celery-defaults-app"
     defaults_dir.mkdir(parents=True, exist_ok=True)
     (defaults_dir / "celery_app.py").write_text(celery_app.read_text() + CELERY_DEFAULTS_OVERRIDE)

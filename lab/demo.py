@@ -5,7 +5,7 @@ Run with the controller venv (``scripts/lab demo`` does):
 
     .venv/bin/python lab/demo.py [--count 6] [--timeout 60]
 
-It imports the role's application (roles/celery_workers/files/celery_app.py)
+It imports the role's application (files/celery_app.py)
 with CELERY_BROKER_URL pointing at the lab broker on 127.0.0.1 (password from
 .lab/broker_password), asks the workers which queues they consume
 (``inspect().active_queues()``), sends ``--count`` tasks to each queue
@@ -29,7 +29,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 REPO = Path(__file__).resolve().parent.parent
-APP_FILE = REPO / "roles" / "celery_workers" / "files" / "celery_app.py"
+APP_FILE = REPO / "files" / "celery_app.py"
 PASSWORD_FILE = REPO / ".lab" / "broker_password"
 
 # task name -> (queue it must arrive on, args)

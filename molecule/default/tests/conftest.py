@@ -18,7 +18,7 @@ import yaml
 SCENARIO = pathlib.Path(__file__).resolve().parents[1]
 PROJECT = SCENARIO.parents[1]
 INVENTORY = SCENARIO / "inventory"
-APP_FILE = PROJECT / "roles" / "celery_workers" / "files" / "celery_app.py"
+APP_FILE = PROJECT / "files" / "celery_app.py"
 ROLE_DEFAULTS = yaml.safe_load((PROJECT / "roles" / "celery_workers" / "defaults" / "main.yml").read_text())
 
 

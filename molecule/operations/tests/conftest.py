@@ -7,7 +7,7 @@ scenario's containers and to its broker on 127.0.0.1.
 
 The hosts are driven with ``podman exec`` (testinfra's podman backend), the
 broker with a Celery client on the controller that loads the role's
-application (roles/celery_workers/files/celery_app.py) with the scenario's
+application (files/celery_app.py) with the scenario's
 broker URL, and the role itself with ``ansible-playbook playbooks/site.yml``
 against molecule's inventory plus, when a test changes variables, a second
 inventory source whose host_vars override those of the scenario (what an
@@ -36,7 +36,7 @@ import yaml
 SCENARIO = pathlib.Path(__file__).resolve().parents[1]
 PROJECT = SCENARIO.parents[1]
 INVENTORY = SCENARIO / "inventory"
-APP_FILE = PROJECT / "roles" / "celery_workers" / "files" / "celery_app.py"
+APP_FILE = PROJECT / "files" / "celery_app.py"
 PLAYBOOK = PROJECT / "playbooks" / "site.yml"
 ROLE_DEFAULTS = yaml.safe_load((PROJECT / "roles" / "celery_workers" / "defaults" / "main.yml").read_text())
 
