@@ -175,6 +175,7 @@ BAD = [
          ["celery_workers_base_dir: '/opt/celery/../../etc' must be an absolute path", "without '.', '..'"]),
     Case("config_dir_system", {"celery_workers_config_dir": "/etc/"}, ["celery_workers_config_dir: '/etc/' must be an absolute path"]),
     Case("state_dir_system", {"celery_workers_state_dir": "/var/lib"}, ["celery_workers_state_dir: '/var/lib' is a system directory"]),
+    Case("state_dir_var_run", {"celery_workers_state_dir": "/var/run"}, ["celery_workers_state_dir: '/var/run' is a system directory"]),
     Case("state_dir_inside_base_dir", {"celery_workers_state_dir": "/opt/celery/state"},
          ["celery_workers_state_dir ('/opt/celery/state') and celery_workers_base_dir ('/opt/celery') must be separate directories"]),
     Case("config_dir_inside_state_dir", {"celery_workers_config_dir": "/var/lib/celery/etc"},
