@@ -114,9 +114,27 @@ BAD = [
          spec=["argument 'concurrency' is of type float found in 'celery_workers'"]),
     Case("concurrency_trailing_newline", worker(concurrency="4\n"), [at("w"), "field concurrency must be a positive integer, got '4\\n'"]),
     Case("max_tasks_per_child_zero", worker(max_tasks_per_child=0), [at("w"), "field max_tasks_per_child must be a positive integer"]),
+    # Every integer field and setting has a case of its own: dropping any one of
+    # them from the rule's list fails its case.
+    Case("max_memory_per_child_zero", worker(max_memory_per_child=0),
+         [at("w"), "field max_memory_per_child must be a positive integer, got '0'"]),
+    Case("prefetch_multiplier_negative", worker(prefetch_multiplier=-1),
+         [at("w"), "field prefetch_multiplier must be a positive integer, got '-1'"]),
+    Case("time_limit_zero", worker(time_limit=0), [at("w"), "field time_limit must be a positive integer, got '0'"]),
+    Case("soft_time_limit_zero", worker(soft_time_limit=0), [at("w"), "field soft_time_limit must be a positive integer, got '0'"]),
+    # At most 10 digits (int_re): a typo of extra zeros is refused.
+    Case("concurrency_eleven_digits", worker(concurrency=10000000000),
+         [at("w"), "field concurrency must be a positive integer, got '10000000000'"]),
     Case("soft_time_limit_not_below_time_limit", worker(time_limit=60, soft_time_limit=60),
          [at("w"), "field soft_time_limit must be lower than time_limit"]),
+    # Compared as numbers: as strings "100" < "60".
+    Case("soft_time_limit_above_time_limit", worker(time_limit=60, soft_time_limit=100),
+         [at("w"), "field soft_time_limit must be lower than time_limit"]),
     Case("autoscale_max_below_min", worker(autoscale={"max": 2, "min": 4}), [at("w"), "field autoscale max (2) must be >= min (4)"]),
+    # Compared as numbers: as strings "9" > "10".
+    Case("autoscale_max_below_min_numerically", worker(autoscale={"max": 9, "min": 10}),
+         [at("w"), "field autoscale max (9) must be >= min (10)"]),
+    Case("autoscale_zero_max", worker(autoscale={"max": 0, "min": 1}), [at("w"), "field autoscale max and min must be positive integers, got max '0'"]),
     Case("autoscale_zero_min", worker(autoscale={"max": 4, "min": 0}), [at("w"), "field autoscale max and min must be positive integers"]),
     Case("autoscale_string", worker(autoscale={"max": "many", "min": 1}), [at("w"), "field autoscale max and min must be positive integers"],
          spec=["argument 'max' is of type str found in 'celery_workers -> autoscale'"]),
@@ -140,6 +158,13 @@ BAD = [
     Case("global_loglevel_unknown", {"celery_workers_loglevel": "loud"}, ["celery_workers_loglevel: 'loud' is not one of"],
          spec=["value of celery_workers_loglevel must be one of"]),
     Case("global_concurrency_zero", {"celery_workers_concurrency": 0}, ["celery_workers_concurrency: must be a positive integer, got '0'"]),
+    Case("global_stop_timeout_zero", {"celery_workers_stop_timeout": 0}, ["celery_workers_stop_timeout: must be a positive integer, got '0'"]),
+    Case("global_restart_sec_negative", {"celery_workers_restart_sec": -5},
+         ["celery_workers_restart_sec: must be a positive integer, got '-5'"]),
+    Case("global_health_timeout_zero", {"celery_workers_health_timeout": 0},
+         ["celery_workers_health_timeout: must be a positive integer, got '0'"]),
+    Case("global_health_timeout_bool", {"celery_workers_health_timeout": True},
+         ["celery_workers_health_timeout: must be a positive integer, got 'True'"]),
     # --- values written to environment files and unit lines
     Case("env_value_newline", worker(env={"FOO": f"{CANARY}\nCELERY_BROKER_URL=amqp://evil"}),
          [at("w"), "field env.FOO: value must be a string or number without newlines"]),
@@ -238,6 +263,20 @@ GOOD = {
         "celery_workers_unit_extra": ["MemoryMax=1G", "ExecStartPre=-/bin/true", "ReadOnlyPaths=/srv"],
         "celery_workers_base_dir": "/srv/celery",
         "celery_workers_state_dir": "/srv/celery-state",
+    },
+    # The number rules compare numbers, not strings ("9" > "10", "100" < "60"), and accept
+    # the limits of int_re (1 and 10 digits) and equal autoscale bounds.
+    "number_edges": {
+        "celery_workers": [
+            {"name": "a", "queues": ["a"], "time_limit": 10, "soft_time_limit": 9, "concurrency": 1},
+            {"name": "b", "queues": ["b"], "autoscale": {"max": 10, "min": 9}, "max_memory_per_child": 9999999999},
+            {"name": "c", "queues": ["c"], "time_limit": 100, "soft_time_limit": 60, "prefetch_multiplier": 1},
+            {"name": "d", "queues": ["d"], "autoscale": {"max": 2, "min": 2}, "max_tasks_per_child": 1},
+        ],
+        "celery_workers_stop_timeout": 1,
+        "celery_workers_restart_sec": 1,
+        "celery_workers_health_timeout": 1,
+        "celery_workers_concurrency": 1,
     },
 }
 
