@@ -1,23 +1,31 @@
 #!/usr/bin/env bash
 # Build the lab's container images, each only when missing or out of date:
 #
-#   localhost/celery-lab-rootfs:bookworm   debootstrap (rootfs.env) + podman import
-#                                          (CMD /lib/systemd/systemd, STOPSIGNAL SIGRTMIN+3)
-#   localhost/celery-lab-host:bookworm     rootfs + Containerfile.host (python3-apt, ...)
-#   localhost/celery-lab-broker:bookworm   host + Containerfile.broker (rabbitmq-server)
+#   localhost/celery-lab-rootfs:SUITE    debootstrap SUITE (rootfs.env) + podman import
+#                                        (CMD /lib/systemd/systemd, STOPSIGNAL SIGRTMIN+3)
+#   localhost/celery-lab-host:SUITE      rootfs + Containerfile.host (python3-apt,
+#                                        openssh-server, sudo, ...; ARG SUITE)
+#   localhost/celery-lab-broker:bookworm host:bookworm + Containerfile.broker (rabbitmq-server)
+#
+# SUITE is each Debian suite asked for: bookworm (12) and trixie (13) by
+# default; the broker is a test fixture and exists for bookworm only.
 #
 # Every image carries the label io.celery-lab.inputs = sha256 of its inputs:
-#   rootfs: rootfs.env and the code of build_rootfs below
-#   host:   the rootfs key and Containerfile.host
-#   broker: the host key and Containerfile.broker
+#   rootfs: the suite, rootfs.env and the code of build_rootfs below
+#   host:   the rootfs key, the suite and Containerfile.host
+#   broker: the bookworm host key and Containerfile.broker
 # An image whose label matches is kept; a change of an input rebuilds that
 # image and the ones built on it. No registry is used: the base is made here.
 #
 # Progress goes to stderr; the last line, on stdout, is "built: IMAGE..." when
 # something was built, else "cached: IMAGE...".
 #
-# Usage: lab/image/build.sh [--force] [all|host|broker]      (default: all)
-# Environment: LAB_HOST_IMAGE, LAB_BROKER_IMAGE, LAB_ROOTFS_IMAGE (tags)
+# Usage: lab/image/build.sh [--force] [--suite SUITE]... [all|host|broker]
+#   all     (default) the host images of the suites, and the broker
+#   host    the host images of the suites only
+#   broker  the broker (and the bookworm host image it is built on)
+#   --suite host image(s) of SUITE only (repeatable; default: bookworm trixie,
+#           or $LAB_SUITES)
 set -euo pipefail
 
 export LAB_PROG=build-images
@@ -26,9 +34,10 @@ export LAB_PROG=build-images
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
 IMAGE_DIR="$LAB_REPO_ROOT/lab/image"
-ROOTFS_IMAGE="${LAB_ROOTFS_IMAGE:-localhost/celery-lab-rootfs:bookworm}"
-HOST_IMAGE="${LAB_HOST_IMAGE:-localhost/celery-lab-host:bookworm}"
-BROKER_IMAGE="${LAB_BROKER_IMAGE:-localhost/celery-lab-broker:bookworm}"
+BROKER_SUITE=bookworm
+BROKER_IMAGE=localhost/celery-lab-broker:$BROKER_SUITE
+rootfs_image() { printf 'localhost/celery-lab-rootfs:%s' "$1"; }
+host_image() { printf 'localhost/celery-lab-host:%s' "$1"; }
 LABEL=io.celery-lab.inputs
 
 # shellcheck source=lab/image/rootfs.env
@@ -41,9 +50,16 @@ usage() {
 
 force=false
 target=all
+suites=()
 while (($#)); do
     case "$1" in
     --force) force=true ;;
+    --suite)
+        (($# >= 2)) || usage 2
+        [[ "$2" =~ ^[a-z]+$ ]] || die "invalid suite: $2"
+        [[ " ${suites[*]} " == *" $2 "* ]] || suites+=("$2")
+        shift
+        ;;
     all | host | broker) target="$1" ;;
     -h | --help) usage 0 ;;
     *)
@@ -53,6 +69,9 @@ while (($#)); do
     esac
     shift
 done
+
+# shellcheck disable=SC2206 # a list of words
+((${#suites[@]})) || suites=(${LAB_SUITES:-bookworm trixie})
 
 require_root
 command -v podman >/dev/null || die "podman not found: run scripts/bootstrap first"
@@ -97,20 +116,21 @@ trap cleanup_rootfs EXIT
 trap 'exit 130' INT TERM
 
 build_rootfs() {
-    local key="$1" rootfs t
+    local suite="$1" key="$2" image rootfs t
+    image="$(rootfs_image "$suite")"
     ROOTFS_TMP="$(mktemp -d /var/tmp/celery-lab-rootfs.XXXXXX)"
     rootfs="$ROOTFS_TMP/rootfs"
 
     t="$(now)"
-    log "rootfs: debootstrap --variant=$ROOTFS_VARIANT $ROOTFS_SUITE from $ROOTFS_MIRROR (about a minute)"
+    log "rootfs: debootstrap --variant=$ROOTFS_VARIANT $suite from $ROOTFS_MIRROR (about a minute)"
     if ! debootstrap --variant="$ROOTFS_VARIANT" --include="$ROOTFS_INCLUDE" \
-        "$ROOTFS_SUITE" "$rootfs" "$ROOTFS_MIRROR" >"$ROOTFS_TMP/debootstrap.log" 2>&1; then
+        "$suite" "$rootfs" "$ROOTFS_MIRROR" >"$ROOTFS_TMP/debootstrap.log" 2>&1; then
         tail -n 30 "$ROOTFS_TMP/debootstrap.log" >&2
         [[ -f "$rootfs/debootstrap/debootstrap.log" ]] && tail -n 30 "$rootfs/debootstrap/debootstrap.log" >&2
-        die "debootstrap failed"
+        die "debootstrap $suite failed"
     fi
     rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
-    log "rootfs: debootstrap done in $(elapsed "$t")"
+    log "rootfs: debootstrap $suite done in $(elapsed "$t")"
 
     t="$(now)"
     tar --numeric-owner --xattrs -C "$rootfs" -c . |
@@ -118,20 +138,21 @@ build_rootfs() {
             --change 'CMD ["/lib/systemd/systemd"]' \
             --change 'STOPSIGNAL SIGRTMIN+3' \
             --change "LABEL $LABEL=$key" \
-            --message "celery lab rootfs: debootstrap $ROOTFS_VARIANT $ROOTFS_SUITE" \
-            - "$ROOTFS_IMAGE" >/dev/null
-    log "rootfs: podman import as $ROOTFS_IMAGE done in $(elapsed "$t")"
+            --message "celery lab rootfs: debootstrap $ROOTFS_VARIANT $suite" \
+            - "$image" >/dev/null
+    log "rootfs: podman import as $image done in $(elapsed "$t")"
     cleanup_rootfs
 }
 
 # --- Containerfile layers -----------------------------------------------------
 build_layer() {
-    local image="$1" containerfile="$2" base="$3" key="$4" t old
+    local image="$1" containerfile="$2" base="$3" key="$4" suite="$5" t old
     old="$(image_id "$image")"
     t="$(now)"
     log "$image: podman build -f $(basename "$containerfile") FROM $base"
     podman build --network host --pull=never --quiet \
         --build-arg "BASE=$base" \
+        --build-arg "SUITE=$suite" \
         --label "$LABEL=$key" \
         -f "$containerfile" -t "$image" "$IMAGE_DIR" >/dev/null
     drop_old "$old" "$image"
@@ -142,44 +163,67 @@ build_layer() {
 start_all="$(now)"
 BUILT=()
 CACHED=()
+DONE=()
 
-rootfs_key="$({
-    cat "$IMAGE_DIR/rootfs.env"
-    declare -f build_rootfs
-} | sha)"
-host_key="$(cat <(printf '%s\n' "$rootfs_key") "$IMAGE_DIR/Containerfile.host" | sha)"
-broker_key="$(cat <(printf '%s\n' "$host_key") "$IMAGE_DIR/Containerfile.broker" | sha)"
+rootfs_key() {
+    {
+        printf 'suite %s\n' "$1"
+        cat "$IMAGE_DIR/rootfs.env"
+        declare -f build_rootfs
+    } | sha
+}
+host_key() {
+    cat <(printf '%s\nsuite %s\n' "$(rootfs_key "$1")" "$1") "$IMAGE_DIR/Containerfile.host" | sha
+}
+broker_key="$(cat <(host_key "$BROKER_SUITE") "$IMAGE_DIR/Containerfile.broker" | sha)"
 
 ensure_host() {
-    if up_to_date "$HOST_IMAGE" "$host_key"; then
-        log "$HOST_IMAGE: cached (inputs ${host_key:0:12})"
-        CACHED+=("$HOST_IMAGE")
+    local suite="$1" image rootfs key rkey
+    image="$(host_image "$suite")"
+    rootfs="$(rootfs_image "$suite")"
+    key="$(host_key "$suite")"
+    rkey="$(rootfs_key "$suite")"
+    # Once per run (the broker needs the bookworm host image too).
+    [[ " ${DONE[*]} " == *" $image "* ]] && return 0
+    DONE+=("$image")
+    if up_to_date "$image" "$key"; then
+        log "$image: cached (inputs ${key:0:12})"
+        CACHED+=("$image")
         return 0
     fi
-    if up_to_date "$ROOTFS_IMAGE" "$rootfs_key"; then
-        log "$ROOTFS_IMAGE: cached (inputs ${rootfs_key:0:12})"
+    if up_to_date "$rootfs" "$rkey"; then
+        log "$rootfs: cached (inputs ${rkey:0:12})"
     else
         local old
-        old="$(image_id "$ROOTFS_IMAGE")"
-        build_rootfs "$rootfs_key"
-        drop_old "$old" "$ROOTFS_IMAGE"
+        old="$(image_id "$rootfs")"
+        build_rootfs "$suite" "$rkey"
+        drop_old "$old" "$rootfs"
     fi
-    build_layer "$HOST_IMAGE" "$IMAGE_DIR/Containerfile.host" "$ROOTFS_IMAGE" "$host_key"
+    build_layer "$image" "$IMAGE_DIR/Containerfile.host" "$rootfs" "$key" "$suite"
 }
 
 ensure_broker() {
+    ensure_host "$BROKER_SUITE"
     if up_to_date "$BROKER_IMAGE" "$broker_key"; then
         log "$BROKER_IMAGE: cached (inputs ${broker_key:0:12})"
         CACHED+=("$BROKER_IMAGE")
         return 0
     fi
-    build_layer "$BROKER_IMAGE" "$IMAGE_DIR/Containerfile.broker" "$HOST_IMAGE" "$broker_key"
+    build_layer "$BROKER_IMAGE" "$IMAGE_DIR/Containerfile.broker" "$(host_image "$BROKER_SUITE")" "$broker_key" "$BROKER_SUITE"
+}
+
+for_suites() {
+    local s
+    for s in "${suites[@]}"; do
+        "$@" "$s"
+    done
 }
 
 case "$target" in
-host) ensure_host ;;
-broker | all)
-    ensure_host
+host) for_suites ensure_host ;;
+broker) ensure_broker ;;
+all)
+    for_suites ensure_host
     ensure_broker
     ;;
 esac
