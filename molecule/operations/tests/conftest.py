@@ -196,6 +196,19 @@ def executed_tokens(prefix: str, since: float) -> collections.Counter:
     return seen
 
 
+def wait_for_tokens(prefix: str, since: float, expected: set[str], timeout: float = 30) -> collections.Counter:
+    """executed_tokens(prefix, since) once every expected token is in the journals.
+
+    A task's result can reach the client before journald has stored the line
+    the task printed: read until all are there (bounded), then read once more
+    after a short pause so that a late duplicate is counted too.
+    """
+    wait_for(f"{len(expected)} tokens {prefix}* in the journals",
+             lambda: expected <= set(executed_tokens(prefix, since)), timeout=timeout, interval=1)
+    time.sleep(1)
+    return executed_tokens(prefix, since)
+
+
 def token_entries(prefix: str, since: float) -> dict[str, list[dict]]:
     """token -> journal entries of its completion (host, unit, pid, time)."""
     found = collections.defaultdict(list)
@@ -214,6 +227,32 @@ def unit_events(hostname: str, unit: str, since: float) -> list[tuple[float, str
         if entry.get("_PID") == "1":
             events.append((entry["ts"], entry["MESSAGE"].split(" ", 1)[0], entry["MESSAGE"]))
     return events
+
+
+def restart_windows(hostname: str, names: list[str], since: float) -> list[tuple[float, float, float, str]]:
+    """(Stopping, Started, ready, name) of each worker restarted once since `since`, sorted by Stopping.
+
+    `ready` is when the new process logged "<node> ready." (Celery: consuming).
+    Fails unless each worker was stopped and started exactly once.
+    """
+    windows = []
+    for name in names:
+        unit = worker_unit(name)
+        events = unit_events(hostname, unit, since)
+        stopping = [ts for ts, word, _ in events if word == "Stopping"]
+        started = [ts for ts, word, _ in events if word == "Started"]
+        assert len(stopping) == 1 and len(started) == 1, (name, events)
+        ready = wait_for(f"{name}@{hostname} to log ready", lambda: [
+            e["ts"] for e in journal(hostname, f"-u {unit}", since=since, grep=f"{name}@{hostname} ready.")
+            if e["ts"] > started[0] - 1], timeout=30)
+        windows.append((stopping[0], started[0], ready[0], name))
+    return sorted(windows)
+
+
+def assert_rolling(windows: list[tuple[float, float, float, str]]) -> None:
+    """Not two workers down at once: each was stopped only after the previous one was back and ready."""
+    for (_, started, ready, first), (stopping, _, _, second) in zip(windows, windows[1:]):
+        assert stopping > started and stopping > ready, f"{second} was stopped before {first} was back"
 
 
 def new_run_id() -> str:

@@ -10,8 +10,8 @@ import time
 import pytest
 
 from conftest import (BEAT_HOSTS, BEAT_UNIT, BROKER, HOST_IMAGE, PROJECT, all_workers, celery_client,
-                      children_of, consumers_of, executed_tokens, fleet_answers, fleet_state, journal,
-                      new_run_id, node, run_tasks, unit_props, wait_for, worker_unit,
+                      children_of, consumers_of, fleet_answers, fleet_state, journal,
+                      new_run_id, node, run_tasks, unit_props, wait_for, wait_for_tokens, worker_unit,
                       workers_of)
 
 TASKS_AFTER = 30  # tasks sent to each queue after a fault
@@ -23,7 +23,10 @@ def _only_consumer(queue):
     return consumers[0]
 
 
-@pytest.mark.deadline(150)
+LONG_TASK = 20  # seconds: long enough that the kill lands while it runs, even on a slow machine
+
+
+@pytest.mark.deadline(200)
 def test_kill_9_of_a_worker_redelivers_its_task_and_systemd_restarts_it():
     """kill -9 of the main process of the only consumer of `other`, while it runs a task:
     systemd restarts the worker, the unacknowledged task is redelivered and runs
@@ -33,13 +36,18 @@ def test_kill_9_of_a_worker_redelivers_its_task_and_systemd_restarts_it():
     run = new_run_id()
     since = time.time() - 1
     before = unit_props(w["host"], unit, "MainPID", "NRestarts")
+    old_children = children_of(w["host"], before["MainPID"])
     with celery_client() as app:
-        long_task = app.sleep.apply_async((4,), {"token": f"{run}-long"}, queue="other")
+        long_task = app.sleep.apply_async((LONG_TASK,), {"token": f"{run}-long"}, queue="other")
         inspect = app.app.control.inspect(destination=[w["node"]], timeout=1.0)
-        wait_for("the task to run on the worker", lambda: (inspect.active() or {}).get(w["node"]), timeout=20)
+        (active,) = wait_for("the task to run on the worker", lambda: (inspect.active() or {}).get(w["node"]), timeout=30)
+        assert active["id"] == long_task.id and active["worker_pid"] in old_children, (active, old_children)
 
         node(w["host"]).check_output(f"kill -9 {before['MainPID']}")
         t_kill = time.monotonic()
+        # The kill landed mid-task: the task had started less than LONG_TASK seconds before.
+        ran_for = time.time() - active["time_start"]
+        assert ran_for < LONG_TASK - 1, f"the task may have finished before the kill ({ran_for:.1f}s)"
         after = wait_for("systemd to restart the worker", lambda: (
             lambda p: p if p["ActiveState"] == "active" and p["MainPID"] not in ("0", before["MainPID"]) else None
         )(unit_props(w["host"], unit, "MainPID", "NRestarts", "ActiveState")), timeout=60)
@@ -47,20 +55,22 @@ def test_kill_9_of_a_worker_redelivers_its_task_and_systemd_restarts_it():
         assert int(after["NRestarts"]) == int(before["NRestarts"]) + 1
 
         # The message was not acknowledged (acks_late): the broker hands it to the new worker.
-        result = long_task.get(timeout=60)
+        result = long_task.get(timeout=LONG_TASK + 60)
         assert result["token"] == f"{run}-long"
         assert result["pid"] in children_of(w["host"], after["MainPID"])
         # systemd killed the old pool with the main process (KillMode=mixed): the task ran to its end once.
-        assert executed_tokens(run, since) == {f"{run}-long": 1}
+        assert wait_for_tokens(run, since, {f"{run}-long"}) == {f"{run}-long": 1}
 
         # The queue is consumed again.
         results = run_tasks(app, "other", TASKS_AFTER, f"{run}-after", timeout=60)
         assert {r["worker"] for r in results} == {w["node"]}
-        assert sum(executed_tokens(f"{run}-after", since).values()) == TASKS_AFTER
+        after_tokens = {f"{run}-after-{i}" for i in range(TASKS_AFTER)}
+        counts = wait_for_tokens(f"{run}-after", since, after_tokens)
+        assert set(counts) == after_tokens and set(counts.values()) == {1}, counts
     log = "\n".join(e["MESSAGE"] for e in journal(w["host"], f"-u {unit}", since=since))
     assert "Main process exited, code=killed, status=9/KILL" in log
-    print(f"kill -9 {unit}@{w['host']}: back in {restarted_in:.1f}s, redelivered task done once, "
-          f"{TASKS_AFTER}/{TASKS_AFTER} tasks after")
+    print(f"kill -9 {unit}@{w['host']}: {ran_for:.1f}s into a {LONG_TASK}s task, back in {restarted_in:.1f}s, "
+          f"redelivered task done once, {TASKS_AFTER}/{TASKS_AFTER} tasks after")
 
 
 BROKER_DOWN_SECONDS = 30
@@ -94,8 +104,9 @@ def test_broker_outage_workers_reconnect_without_restart():
         for queue in ("default", "other", "reports"):
             results = run_tasks(app, queue, TASKS_AFTER, f"{run}-{queue}", timeout=60)
             assert {r["worker"] for r in results} <= {w["node"] for w in consumers_of(queue)}
-        counts = executed_tokens(run, since)
-        assert len(counts) == 3 * TASKS_AFTER and set(counts.values()) == {1}, counts
+        sent = {f"{run}-{q}-{i}" for q in ("default", "other", "reports") for i in range(TASKS_AFTER)}
+        counts = wait_for_tokens(run, since, sent)
+        assert set(counts) == sent and set(counts.values()) == {1}, counts
     for w in all_workers():
         log = "\n".join(e["MESSAGE"] for e in journal(w["host"], f"-u {worker_unit(w['name'])}", since=since))
         assert "Connection to broker lost" in log, w["node"]
@@ -134,5 +145,7 @@ def test_host_restart_brings_the_workers_back():
         for queue in ("other",):  # only consumed on this host
             results = run_tasks(app, queue, TASKS_AFTER, f"{run}-{queue}", timeout=60)
             assert {r["host"] for r in results} == {hostname}
-    assert sum(executed_tokens(run, since).values()) == TASKS_AFTER
+    sent = {f"{run}-other-{i}" for i in range(TASKS_AFTER)}
+    counts = wait_for_tokens(run, since, sent)
+    assert set(counts) == sent and set(counts.values()) == {1}, counts
     print(f"host restart of {hostname}: {len(units)} units active+enabled, fleet answering after {back_in:.1f}s")
