@@ -49,7 +49,9 @@ TRICKY_ARGS = [
     ";",
     "`id`",
 ]
-TRICKY_VALUE = "50% \"quoted\" $HOME ${X} `id` back\\slash \\n 'single' ; # not a comment"
+TRICKY_VALUE = "50% \"quoted\" $HOME ${X} `id` back\\slash \\n a\\\"b \\$x \\`y 'single' ; # not a comment"
+# A value ending in a backslash: unescaped, it would escape the closing quote.
+TRAILING_BACKSLASH = "ends\\"
 
 STOP_TIMEOUT = 120
 RESTART_SEC = 7
@@ -64,12 +66,13 @@ FULL = {
     "celery_workers_unit_extra": UNIT_EXTRA,
     "celery_workers_app_module": "proj.celery:app",
     "celery_workers_result_backend": "redis://cache:6379/1?x=%41",
-    "celery_workers_environment": {"SHARED_TRICKY": TRICKY_VALUE, "SHARED_NUMBER": 42, "EMPTY": ""},
+    "celery_workers_environment": {"SHARED_TRICKY": TRICKY_VALUE, "SHARED_NUMBER": 42, "EMPTY": "",
+                                   "SHARED_TRAILING": TRAILING_BACKSLASH},
     "celery_workers": [
         {"name": "all_opts", "queues": ["a", "b.c:d@e-f"], "concurrency": 3, "loglevel": "warning", "pool": "prefork",
          "max_tasks_per_child": 100, "max_memory_per_child": 262144, "prefetch_multiplier": 4,
          "time_limit": 600, "soft_time_limit": 500,
-         "env": {"TRICKY": TRICKY_VALUE, "N": 3, "EMPTY": ""}, "extra_args": TRICKY_ARGS},
+         "env": {"TRICKY": TRICKY_VALUE, "N": 3, "EMPTY": "", "TRAILING": TRAILING_BACKSLASH}, "extra_args": TRICKY_ARGS},
         {"name": "scaled", "queue": "q", "autoscale": {"max": 8, "min": 2}},
         {"name": "Plain-1", "queues": ["default"]},
         {"name": "limit_below_margin", "queues": ["x"], "time_limit": 10},
