@@ -1,0 +1,476 @@
+"""Filters shared by the celery_workers and celery_flower roles.
+
+celery_fleet_workers_errors / celery_fleet_flower_errors
+    Every configuration error of a role, as a list of messages (empty: valid).
+    Each takes a mapping of the role's variables (name -> value). The checks
+    repeat what meta/argument_specs.yml checks (types, choices, unknown keys),
+    so that a role included with rolespec_validate: false is checked as well,
+    and add the rules a spec cannot express. Each message names the variable,
+    and for a worker its index, name and field.
+    Messages never show a secret: broker URLs, environment values, passwords
+    and credentials found in arguments are named, never printed.
+    Regular expressions end in \\Z, not $: `$` also matches before a final
+    newline.
+
+systemd_env_quote
+    A value for a systemd EnvironmentFile=: double-quoted, with \\ " $ `
+    escaped.
+
+systemd_unit_hardening
+    The sandboxing directives both roles' units share, one per line; the
+    argument is the one writable path ("" for none).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from ansible.plugins.filter.core import to_bool, type_debug
+
+CTRL = r"[\x00-\x1f\x7f]"
+INT_RE = r"^[1-9][0-9]{0,9}\Z"
+INT0_RE = r"^(0|[1-9][0-9]{0,9})\Z"
+NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}\Z"
+QUEUE_RE = r"^[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,199}\Z"
+ENVKEY_RE = r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z"
+PATH_RE = r"^(/[A-Za-z0-9_+-][A-Za-z0-9._+-]*)+\Z"
+ACCOUNT_RE = r"^[a-z_][a-z0-9_-]{0,31}\Z"
+SCHEME_RE = r"^[A-Za-z][A-Za-z0-9+.-]*://"
+RELEASE_RE = r"^[0-9]+(\.[0-9]+)*([a-z]+[0-9]*)?(\.post[0-9]+)?\Z"
+MODULE_RE = r"^[A-Za-z_][A-Za-z0-9_.]*(:[A-Za-z_][A-Za-z0-9_.]*)?\Z"
+IPV4_RE = r"^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\Z"
+IPV6_RE = r"^[0-9A-Fa-f]{0,4}(:[0-9A-Fa-f]{0,4}){2,7}\Z"
+HOSTNAME_RE = r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\Z"
+URL_PREFIX_RE = r"^/?[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*/?\Z"
+# user:password@ in a URL: credentials belong in the environment file only.
+CREDS_RE = r"://[^/@\s]*:[^/@\s]*@"
+
+BOOLS = ["true", "false", "yes", "no", "on", "off", "1", "0", "y", "n", "t", "f"]
+# Directories a role must not take over (own, chmod, write to): the same for both roles.
+SYSTEM_DIRS = ["/", "/bin", "/boot", "/dev", "/etc", "/etc/systemd", "/etc/systemd/system", "/home", "/lib", "/lib64", "/opt", "/proc",
+               "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/usr/bin", "/usr/lib", "/usr/local", "/usr/sbin", "/var",
+               "/var/lib", "/var/log", "/var/run", "/var/tmp"]
+
+# Sandboxing of every unit of both roles, in the order of the unit file;
+# ReadWritePaths= comes right after ProtectSystem= (see systemd_unit_hardening).
+HARDENING = [
+    "UMask=0027",
+    "NoNewPrivileges=yes",
+    "PrivateTmp=yes",
+    "PrivateDevices=yes",
+    "ProtectSystem=strict",
+    "ProtectHome=yes",
+    "ProtectKernelTunables=yes",
+    "ProtectKernelModules=yes",
+    "ProtectKernelLogs=yes",
+    "ProtectControlGroups=yes",
+    "ProtectClock=yes",
+    "ProtectHostname=yes",
+    "RestrictSUIDSGID=yes",
+    "RestrictRealtime=yes",
+    "RestrictNamespaces=yes",
+    "LockPersonality=yes",
+    "CapabilityBoundingSet=",
+    "AmbientCapabilities=",
+    "SystemCallArchitectures=native",
+]
+
+WORKER_LOGLEVELS = ["debug", "info", "warning", "error", "critical", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+WORKER_POOLS = ["prefork", "threads", "solo", "eventlet", "gevent"]
+ENTRY_KEYS = ["name", "queues", "queue", "concurrency", "loglevel", "pool", "autoscale", "max_tasks_per_child", "max_memory_per_child",
+              "prefetch_multiplier", "time_limit", "soft_time_limit", "env", "extra_args"]
+ENTRY_INT_FIELDS = ["concurrency", "max_tasks_per_child", "max_memory_per_child", "prefetch_multiplier", "time_limit", "soft_time_limit"]
+# Worker options the role sets itself (or that would start a second beat): use the entry's fields.
+RESERVED_ARGS_RE = r"^(-[nQcPlABD]|--(hostname|queues|exclude-queues|concurrency|autoscale|pool|loglevel|app|beat|detach|uid|gid)(=|\Z))"
+# Directives the units set (user, command, hardening): celery_workers_unit_extra must not loosen them.
+LOCKED_DIRECTIVES = (["User", "Group", "DynamicUser", "PermissionsStartOnly", "ExecStart", "Type", "EnvironmentFile", "ReadWritePaths", "SecureBits"]
+                     + [line.split("=")[0] for line in HARDENING])
+
+FLOWER_LOGLEVELS = ["debug", "info", "warning", "error", "none"]
+# Environment variables the Flower role writes itself.
+FLOWER_ROLE_ENV = ["CELERY_BROKER_URL", "FLOWER_BASIC_AUTH", "FLOWER_BROKER_API", "FLOWER_UNAUTHENTICATED_API", "FLOWER_ADDRESS", "FLOWER_PORT",
+                   "FLOWER_PERSISTENT", "FLOWER_DB", "FLOWER_CONF", "FLOWER_UNIX_SOCKET", "FLOWER_AUTH"]
+
+
+# --- The Jinja tests and filters the rules were first written with, same semantics.
+
+def _s(value):
+    """`value | string`."""
+    return value if isinstance(value, str) else str(value)
+
+
+def _is_str(value):
+    return isinstance(value, str)
+
+
+def _is_map(value):
+    return isinstance(value, Mapping)
+
+
+def _is_bool(value):
+    return value is True or value is False
+
+
+def _is_seq(value):
+    """Jinja's `sequence` test: has a length and items (strings and mappings too)."""
+    try:
+        len(value)
+        value.__getitem__  # noqa: B018 pylint: disable=pointless-statement
+    except Exception:  # pylint: disable=broad-exception-caught
+        return False
+    return True
+
+
+def _is_list(value):
+    return _is_seq(value) and not _is_str(value) and not _is_map(value)
+
+
+def _match(pattern, value):
+    return re.match(pattern, value) is not None
+
+
+def _search(pattern, value):
+    return re.search(pattern, value) is not None
+
+
+def show(value):
+    """A value shown in a message: one line, at most 60 characters."""
+    return _s(value).replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")[:60]
+
+
+def _positive_int(value):
+    return not _is_bool(value) and _match(INT_RE, _s(value))
+
+
+# --- Rules both roles share.
+
+def _broker_url(errors, var, url, hint=""):
+    if not _is_str(url) or len(url) == 0:
+        errors.append(f"{var}: must be set to the broker URL, e.g. amqp://user:password@host:5672/vhost{hint}")
+    elif _search(CTRL, url):
+        errors.append(f"{var}: must not contain newlines or control characters")
+    elif not _match(SCHEME_RE, url):
+        errors.append(f"{var}: must be a URL starting with a scheme, e.g. amqp://")
+
+
+def _accounts(errors, variables, prefix, who):
+    for var in [f"{prefix}_user", f"{prefix}_group"]:
+        value = variables[var]
+        if not _is_str(value) or not _match(ACCOUNT_RE, value):
+            errors.append(f"{var}: '{show(value)}' is not a valid system account name ([a-z_][a-z0-9_-], at most 32)")
+        elif value == "root":
+            errors.append(f"{var}: {who} must not run as root")
+
+
+def _paths(errors, variables, prefix, example):
+    """Absolute, plain, not a system directory; the service may write only its
+    state directory, which must not hold, or be inside, the code or the configuration."""
+    dirs = {}
+    for var in [f"{prefix}_base_dir", f"{prefix}_config_dir", f"{prefix}_state_dir", f"{prefix}_python"]:
+        value = variables[var]
+        if not _is_str(value) or not _match(PATH_RE, value) or "/../" in value + "/" or "/./" in value + "/":
+            errors.append(f"{var}: '{show(value)}' must be an absolute path of [A-Za-z0-9._/+-], without '.', '..', '//' or a final '/'")
+        elif value in SYSTEM_DIRS:
+            errors.append(f"{var}: '{value}' is a system directory; use a directory of its own such as {example}")
+        elif var != f"{prefix}_python":
+            dirs[var] = value
+    for a, b in [("state_dir", "base_dir"), ("state_dir", "config_dir"), ("base_dir", "config_dir")]:
+        a, b = f"{prefix}_{a}", f"{prefix}_{b}"
+        if a in dirs and b in dirs and (dirs[a] == dirs[b] or (dirs[a] + "/").startswith(dirs[b] + "/")
+                                        or (dirs[b] + "/").startswith(dirs[a] + "/")):
+            errors.append(f"{a} ('{dirs[a]}') and {b} ('{dirs[b]}') must be separate directories, neither inside the other")
+
+
+def _releases(errors, variables, names, example):
+    for var in names:
+        if not _match(RELEASE_RE, _s(variables[var])):
+            errors.append(f"{var}: '{show(variables[var])}' is not a release number like {example}")
+
+
+def _pip_packages(errors, var, packages):
+    if not _is_list(packages):
+        errors.append(f"{var}: must be a list of requirement specifiers")
+        return
+    for i, package in enumerate(packages):
+        if not _is_str(package) or len(package) == 0 or _search(CTRL, package) or _match("^-", package):
+            errors.append(f"{var}[{i}]: '{show(package)}' must be a requirement specifier (no options, no newlines)")
+
+
+def _env(errors, label, env, not_mapping, reserved=(), pip=False):
+    """An environment mapping: label names it in messages ("var" or "... field env").
+    pip: Ansible puts the pip environment on the command line it runs (ps on the
+    host, -vvv output), so no credentials there."""
+    if not _is_map(env):
+        errors.append(not_mapping)
+        return
+    for key, value in env.items():
+        if not _is_str(key) or not _match(ENVKEY_RE, key):
+            errors.append(f"{label}: key '{show(key)}' is not a valid environment variable name")
+        elif key.upper() in reserved:
+            errors.append(f"{label}.{key}: is set by the role; use its celery_flower_* variable")
+        elif value is None or _is_map(value) or (_is_seq(value) and not _is_str(value)) or _search(CTRL, _s(value)):
+            errors.append(f"{label}.{key}: value must be a string or number without newlines or control characters")
+        elif pip and _search(CREDS_RE, _s(value)):
+            errors.append(f"{label}.{key}: holds a URL with credentials, which would show in ps and -vvv output; "
+                          "put them in a pip.conf or .netrc on the host")
+
+
+def _var_env(errors, var, env, **kwargs):
+    _env(errors, var, env, f"{var}: must be a mapping of VARIABLE: value", **kwargs)
+
+
+def _integers(errors, variables, names, zero=False):
+    for var in names:
+        value = variables[var]
+        if _is_bool(value) or not _match(INT0_RE if zero else INT_RE, _s(value)):
+            errors.append(f"{var}: must be {'0 or ' if zero else ''}a positive integer, got '{show(value)}'")
+
+
+def _booleans(errors, variables, names):
+    for var in names:
+        value = variables[var]
+        if not _is_bool(value) and _s(value).lower() not in BOOLS:
+            errors.append(f"{var}: must be true or false, got '{show(value)}'")
+
+
+# --- celery_workers
+
+def _unit_extra(errors, lines):
+    var = "celery_workers_unit_extra"
+    if not _is_list(lines):
+        errors.append(f"{var}: must be a list of 'Directive=value' lines")
+        return
+    for i, line in enumerate(lines):
+        at = f"{var}[{i}]"
+        if not _is_str(line) or _search(CTRL, line) or not _match("^[A-Z][A-Za-z]+=", line):
+            errors.append(f"{at}: '{show(line)}' must be one 'Directive=value' line")
+        elif line.split("=")[0] in LOCKED_DIRECTIVES:
+            errors.append(f"{at}: {line.split('=')[0]}= is set by the role (user, command or hardening) and cannot be changed here")
+        elif _match("^Exec[A-Za-z]*=[-@:+!]*[+!]", line):
+            errors.append(f"{at}: {line.split('=')[0]}= with a '+' or '!' prefix would run as root")
+        elif _search(CREDS_RE, line):
+            errors.append(f"{at}: holds a URL with credentials; unit files are world-readable, use celery_workers_environment")
+
+
+def _worker_queues(errors, at, w):
+    if "queues" in w and "queue" in w:
+        errors.append(f"{at}: fields queue and queues are mutually exclusive")
+    queues = w["queues"] if "queues" in w else ([w["queue"]] if "queue" in w else None)
+    if queues is None:
+        errors.append(f"{at}: field queues is required (a list of queue names, or queue: one name)")
+    elif not _is_list(queues) or len(queues) == 0:
+        errors.append(f"{at}: field queues must be a non-empty list of queue names")
+    else:
+        for queue in queues:
+            if not _is_str(queue) or not _match(QUEUE_RE, queue):
+                errors.append(f"{at}: field queues: '{show(queue)}' is not a safe queue name ([A-Za-z0-9_][A-Za-z0-9_.:@-], no commas, spaces or newlines)")
+        # As Ansible's `unique` filter compares them: as strings, case-insensitively.
+        if len({_s(queue).lower() for queue in queues}) != len(queues):
+            errors.append(f"{at}: field queues lists a queue twice")
+
+
+def _worker_numbers(errors, at, w):
+    for field in ENTRY_INT_FIELDS:
+        if field in w and not _positive_int(w[field]):
+            errors.append(f"{at}: field {field} must be a positive integer, got '{show(w[field])}'")
+    # Compared as numbers, not strings: "100" < "60".
+    if ("time_limit" in w and "soft_time_limit" in w and _match(INT_RE, _s(w["soft_time_limit"])) and _match(INT_RE, _s(w["time_limit"]))
+            and int(_s(w["soft_time_limit"])) >= int(_s(w["time_limit"]))):
+        errors.append(f"{at}: field soft_time_limit must be lower than time_limit")
+    if "autoscale" in w:
+        if "concurrency" in w:
+            errors.append(f"{at}: fields concurrency and autoscale are mutually exclusive")
+        scale = w["autoscale"]
+        if not _is_map(scale) or "max" not in scale or "min" not in scale or len(scale) != 2:
+            errors.append(f"{at}: field autoscale must be a mapping {{max: N, min: M}}")
+        elif not _positive_int(scale["max"]) or not _positive_int(scale["min"]):
+            errors.append(f"{at}: field autoscale max and min must be positive integers, got max '{show(scale['max'])}' min '{show(scale['min'])}'")
+        elif int(_s(scale["max"])) < int(_s(scale["min"])):
+            errors.append(f"{at}: field autoscale max ({scale['max']}) must be >= min ({scale['min']})")
+
+
+def _worker_args(errors, at, args):
+    if not _is_list(args):
+        errors.append(f"{at}: field extra_args must be a list of arguments")
+        return
+    for i, arg in enumerate(args):
+        at_arg = f"{at}: field extra_args[{i}]"
+        if not _is_str(arg) or len(arg) == 0 or _search(CTRL, arg):
+            errors.append(f"{at_arg} must be a non-empty string without newlines or control characters")
+        elif _search(CREDS_RE, arg):
+            errors.append(f"{at_arg} holds a URL with credentials; arguments are world-readable (unit file, ps), use env")
+        elif _match(RESERVED_ARGS_RE, arg):
+            errors.append(f"{at_arg} '{show(arg)}' is set by the role; use the entry's fields (name, queues, concurrency, autoscale, pool, loglevel)")
+
+
+def _workers(errors, workers):
+    if not _is_list(workers):
+        errors.append(f"celery_workers: must be a list of workers ([] for none), got {type_debug(workers)}")
+        return
+    seen = []
+    for i, w in enumerate(workers):
+        if not _is_map(w):
+            errors.append(f"celery_workers[{i}]: must be a mapping with at least name and queues, got {type_debug(w)}")
+            continue
+        name = w["name"] if "name" in w else ""
+        at = f"celery_workers[{i}] (name '{show(name)}')"
+        for key in w:
+            if key not in ENTRY_KEYS:
+                errors.append(f"{at}: unknown field '{show(key)}' (known: {', '.join(ENTRY_KEYS)})")
+        if not _is_str(name) or not _match(NAME_RE, name):
+            errors.append(f"{at}: field name must match [A-Za-z0-9][A-Za-z0-9_-]{{0,62}} (letters, digits, - and _; no /, .., spaces, %, @ or newlines)")
+        elif name.lower() in seen:
+            errors.append(f"{at}: field name is a duplicate (compared case-insensitively): worker names must be unique on a host")
+        seen.append(_s(name).lower())
+        _worker_queues(errors, at, w)
+        _worker_numbers(errors, at, w)
+        if "loglevel" in w and (not _is_str(w["loglevel"]) or w["loglevel"] not in WORKER_LOGLEVELS):
+            errors.append(f"{at}: field loglevel '{show(w['loglevel'])}' is not one of {', '.join(WORKER_LOGLEVELS[:5])}")
+        if "pool" in w and (not _is_str(w["pool"]) or w["pool"] not in WORKER_POOLS):
+            errors.append(f"{at}: field pool '{show(w['pool'])}' is not one of {', '.join(WORKER_POOLS)}")
+        if "env" in w:
+            _env(errors, f"{at}: field env", w["env"], f"{at}: field env must be a mapping of VARIABLE: value")
+        if "extra_args" in w:
+            _worker_args(errors, at, w["extra_args"])
+
+
+def celery_fleet_workers_errors(variables, beat_hosts):
+    """Every error of the celery_workers role's variables.
+    beat_hosts: the hosts of the play (all of them, whatever its serial) with beat enabled."""
+    v = variables
+    errors = []
+    _broker_url(errors, "celery_workers_broker_url", v["celery_workers_broker_url"])
+    if not _is_str(v["celery_workers_result_backend"]) or _search(CTRL, v["celery_workers_result_backend"]):
+        errors.append("celery_workers_result_backend: must be a string without newlines or control characters")
+    _accounts(errors, v, "celery_workers", "workers")
+    _paths(errors, v, "celery_workers", "/opt/celery")
+    if not _is_str(v["celery_workers_app_module"]) or not _match(MODULE_RE, v["celery_workers_app_module"]):
+        errors.append(f"celery_workers_app_module: '{show(v['celery_workers_app_module'])}' is not a Python module[:attribute] name")
+    _releases(errors, v, ["celery_workers_celery_version"], "5.7.0")
+    _pip_packages(errors, "celery_workers_pip_packages", v["celery_workers_pip_packages"])
+    _var_env(errors, "celery_workers_pip_environment", v["celery_workers_pip_environment"], pip=True)
+    _var_env(errors, "celery_workers_environment", v["celery_workers_environment"])
+    _unit_extra(errors, v["celery_workers_unit_extra"])
+    _integers(errors, v, ["celery_workers_stop_timeout", "celery_workers_restart_sec", "celery_workers_health_timeout", "celery_workers_concurrency"])
+    for var in ["celery_workers_loglevel", "celery_workers_beat_loglevel"]:
+        if not _is_str(v[var]) or v[var] not in WORKER_LOGLEVELS:
+            errors.append(f"{var}: '{show(v[var])}' is not one of {', '.join(WORKER_LOGLEVELS[:5])}")
+    if not _is_str(v["celery_workers_pool"]) or v["celery_workers_pool"] not in WORKER_POOLS:
+        errors.append(f"celery_workers_pool: '{show(v['celery_workers_pool'])}' is not one of {', '.join(WORKER_POOLS)}")
+    if v["celery_workers_restart_strategy"] not in ["rolling", "parallel"]:
+        errors.append(f"celery_workers_restart_strategy: '{show(v['celery_workers_restart_strategy'])}' is not one of rolling, parallel")
+    _booleans(errors, v, ["celery_workers_install_os_packages", "celery_workers_health_check", "celery_workers_remove_absent",
+                          "celery_workers_beat_enabled"])
+    # Beat: one scheduler per play.
+    if to_bool(v["celery_workers_beat_enabled"]) and len(beat_hosts) > 1:
+        errors.append(f"celery_workers_beat_enabled: true on {len(beat_hosts)} hosts of this play ({', '.join(beat_hosts)}): enable beat on one host only")
+    _workers(errors, v["celery_workers"])
+    return errors
+
+
+# --- celery_flower
+
+def _flower_users(errors, users):
+    var = "celery_flower_basic_auth"
+    if not _is_list(users):
+        errors.append(f"{var}: must be a list of {{user: NAME, password: SECRET}}")
+        return
+    seen = []
+    for i, u in enumerate(users):
+        at = f"{var}[{i}]"
+        if not _is_map(u):
+            errors.append(f"{at}: must be a mapping {{user: NAME, password: SECRET}}")
+            continue
+        for key in u:
+            if key not in ["user", "password"]:
+                errors.append(f"{at}: unknown field '{show(key)}' (known: user, password)")
+        user = u["user"] if "user" in u else None
+        if ("user" not in u or not _is_str(user) or len(user) == 0 or _search(CTRL, user) or _search("[:,]", user)
+                or user != user.strip()):
+            errors.append(f"{at}: field user must be a non-empty name without control characters, spaces around it, : or ,")
+        elif user in seen:
+            errors.append(f"{at}: field user '{show(user)}' is a duplicate")
+        else:
+            seen.append(user)
+        password = u["password"] if "password" in u else None
+        if password is None or _is_map(password) or (_is_seq(password) and not _is_str(password)):
+            errors.append(f"{at}: field password is required (a string)")
+        elif len(_s(password)) < 8:
+            errors.append(f"{at}: field password must have 8 characters or more")
+        elif _search(CTRL, _s(password)) or _search(",", _s(password)):
+            errors.append(f"{at}: field password must not contain newlines, control characters or , (FLOWER_BASIC_AUTH separates users with commas)")
+
+
+def celery_fleet_flower_errors(variables):
+    """Every error of the celery_flower role's variables."""
+    v = variables
+    errors = []
+    users = v["celery_flower_basic_auth"]
+    _booleans(errors, v, ["celery_flower_allow_unauthenticated", "celery_flower_persistent", "celery_flower_install_os_packages"])
+    # Listening address and port
+    addr, port = v["celery_flower_address"], v["celery_flower_port"]
+    if not _is_str(addr) or not (_match(IPV4_RE, addr) or _match(IPV6_RE, addr) or (_match(HOSTNAME_RE, addr) and not _match(r"^[0-9.]+\Z", addr))):
+        errors.append(f"celery_flower_address: '{show(addr)}' is not an IPv4 or IPv6 address or a host name")
+    if not _positive_int(port) or not 1024 <= int(_s(port)) <= 65535:
+        errors.append("celery_flower_port: must be a TCP port from 1024 to 65535 (Flower has no capability to bind a lower one), "
+                      f"got '{show(port)}'")
+    # Users
+    _flower_users(errors, users)
+    if not (_is_list(users) and len(users) > 0) and _s(v["celery_flower_allow_unauthenticated"]).lower() not in ["true", "yes", "on", "1", "y", "t"]:
+        errors.append(f"celery_flower_basic_auth: is empty, so anybody who reaches {show(addr)}:{show(port)} could see every task and shut the workers "
+                      "down; add a user (password in Ansible Vault), or set celery_flower_allow_unauthenticated: true")
+    # Broker and management API (never shown: they hold passwords)
+    _broker_url(errors, "celery_flower_broker_url", v["celery_flower_broker_url"], " (default: celery_workers_broker_url)")
+    api = v["celery_flower_broker_api"]
+    if not _is_str(api):
+        errors.append('celery_flower_broker_api: must be a string, the management API URL or ""')
+    elif _search(CTRL, api):
+        errors.append("celery_flower_broker_api: must not contain newlines or control characters")
+    elif len(api) > 0 and not _match(r"^https?://[^/\s]+/", api):
+        errors.append("celery_flower_broker_api: must be an http:// or https:// URL with a host and a path, e.g. http://user:password@mq:15672/api/")
+    # Flower's options
+    _integers(errors, v, ["celery_flower_max_tasks", "celery_flower_restart_sec", "celery_flower_health_timeout"])
+    _integers(errors, v, ["celery_flower_state_save_interval", "celery_flower_purge_offline_workers"], zero=True)
+    prefix = v["celery_flower_url_prefix"]
+    if not _is_str(prefix) or (len(prefix) > 0 and not _match(URL_PREFIX_RE, prefix)):
+        errors.append(f"celery_flower_url_prefix: '{show(prefix)}' must be \"\" or a path of [A-Za-z0-9_-] segments, e.g. flower")
+    level = v["celery_flower_loglevel"]
+    if not _is_str(level) or level.lower() not in FLOWER_LOGLEVELS:
+        errors.append(f"celery_flower_loglevel: '{show(level)}' is not one of {', '.join(FLOWER_LOGLEVELS)}")
+    _var_env(errors, "celery_flower_environment", v["celery_flower_environment"], reserved=FLOWER_ROLE_ENV)
+    # Installation, account and paths
+    _releases(errors, v, ["celery_flower_version", "celery_flower_celery_version"], "2.2.0")
+    _pip_packages(errors, "celery_flower_pip_packages", v["celery_flower_pip_packages"])
+    _var_env(errors, "celery_flower_pip_environment", v["celery_flower_pip_environment"], pip=True)
+    _accounts(errors, v, "celery_flower", "Flower")
+    _paths(errors, v, "celery_flower", "/opt/celery-flower")
+    return errors
+
+
+# --- Template pieces
+
+def systemd_env_quote(value):
+    """A value for a systemd EnvironmentFile=: double-quoted, with \\ " $ ` escaped."""
+    escaped = _s(value).replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$").replace("`", "\\`")
+    return f'"{escaped}"'
+
+
+def systemd_unit_hardening(rw_path):
+    """The shared sandboxing lines; ReadWritePaths=rw_path after ProtectSystem= unless rw_path is empty."""
+    lines = list(HARDENING)
+    if rw_path:
+        lines.insert(lines.index("ProtectSystem=strict") + 1, f"ReadWritePaths={rw_path}")
+    return "\n".join(lines)
+
+
+class FilterModule:
+    """Validation and template pieces of the celery_workers and celery_flower roles."""
+
+    def filters(self):
+        return {
+            "celery_fleet_workers_errors": celery_fleet_workers_errors,
+            "celery_fleet_flower_errors": celery_fleet_flower_errors,
+            "systemd_env_quote": systemd_env_quote,
+            "systemd_unit_hardening": systemd_unit_hardening,
+        }
