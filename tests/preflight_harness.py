@@ -11,6 +11,7 @@ mistake installs nothing on the machine running the tests.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import pathlib
@@ -24,6 +25,15 @@ import yaml
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ANSIBLE_PLAYBOOK = pathlib.Path(sys.executable).parent / "ansible-playbook"
 LOCAL = {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"}
+FILTERS = ROOT / "plugins" / "filter" / "celery_fleet.py"
+
+
+def celery_fleet():
+    """The roles' filter plugin (validation rules, systemd quoting and hardening) as a Python module."""
+    spec = importlib.util.spec_from_file_location("celery_fleet", FILTERS)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def ansible_env() -> dict[str, str]:

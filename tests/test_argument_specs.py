@@ -2,8 +2,8 @@
 
 Also: the spec is a real Ansible argument spec (validated here with Ansible's
 own validator), the worker entry's fields are the same in the spec, the
-comment of defaults/main.yml, the preflight template and the templates that
-use them, and the secrets are marked no_log.
+comment of defaults/main.yml, the preflight filter (plugins/filter/celery_fleet.py)
+and the templates that use them, and the secrets are marked no_log.
 """
 
 import pathlib
@@ -12,6 +12,8 @@ import re
 import pytest
 import yaml
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+from preflight_harness import FILTERS, celery_fleet
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ROLES = sorted(p.parent.parent for p in ROOT.glob("roles/*/meta/argument_specs.yml"))
@@ -123,18 +125,14 @@ def test_entry_fields_documented_in_defaults():
 
 
 def test_entry_fields_known_to_preflight():
-    text = (WORKERS / "templates" / "preflight_errors.json.j2").read_text()
-    match = re.search(r"set entry_keys = \[(.*?)\]", text, re.S)
-    assert match, "entry_keys not found in the preflight template"
-    keys = re.findall(r"'([a-z_]+)'", match.group(1))
-    assert sorted(keys) == sorted(_entry_options())
+    assert sorted(celery_fleet().ENTRY_KEYS) == sorted(_entry_options())
 
 
 def test_templates_use_only_declared_entry_fields():
     used = set()
-    for path in ["templates/celery-worker.service.j2", "templates/worker.env.j2", "templates/preflight_errors.json.j2",
-                 "tasks/health.yml", "tasks/configure.yml"]:
-        text = (WORKERS / path).read_text()
+    for path in [WORKERS / "templates/celery-worker.service.j2", WORKERS / "templates/worker.env.j2", FILTERS,
+                 WORKERS / "tasks/health.yml", WORKERS / "tasks/configure.yml"]:
+        text = path.read_text()
         used |= set(re.findall(r"(?:\bw|\bitem|__celery_workers_w)\.([a-z_]+)", text))
         used |= set(re.findall(r"\bw\[['\"]([a-z_]+)['\"]\]", text))
     assert used, "no entry field found: the pattern is broken"

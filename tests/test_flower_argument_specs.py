@@ -15,6 +15,8 @@ import pytest
 import yaml
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
+from preflight_harness import FILTERS, celery_fleet
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ROLE = ROOT / "roles" / "celery_flower"
 WORKERS = ROOT / "roles" / "celery_workers"
@@ -72,6 +74,7 @@ def _used_names(paths):
 
 def test_role_uses_only_declared_variables():
     files = [p for d in ("tasks", "templates", "handlers", "vars") for p in (ROLE / d).glob("*") if p.is_file()]
+    files.append(FILTERS)  # the preflight rules
     tags = {f"celery_flower_{t}" for t in ("preflight", "install", "configure", "service")}
     used = _used_names(files) - tags
     assert used, "no variable found: the pattern is broken"
@@ -88,10 +91,7 @@ def test_inventories_set_only_declared_variables(path):
 
 
 def test_loglevel_choices_agree_with_preflight():
-    text = (ROLE / "templates" / "preflight_errors.json.j2").read_text()
-    match = re.search(r"set loglevels = \[(.*?)\]", text)
-    assert match
-    assert re.findall(r"'([a-z]+)'", match.group(1)) == SPEC["celery_flower_loglevel"]["choices"]
+    assert celery_fleet().FLOWER_LOGLEVELS == SPEC["celery_flower_loglevel"]["choices"]
 
 
 def _validate(variables):

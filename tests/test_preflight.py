@@ -30,7 +30,7 @@ import re
 import pytest
 import yaml
 
-from preflight_harness import ROOT, RolePreflight
+from preflight_harness import ROOT, RolePreflight, celery_fleet
 
 ROLE = ROOT / "roles" / "celery_workers"
 PREFLIGHT = RolePreflight("celery_workers",
@@ -67,9 +67,12 @@ class Case:
 
 
 def _hardening_directives():
-    """The directives unit_hardening.j2 sets (which celery_workers_unit_extra must not change)."""
-    text = (ROLE / "templates" / "unit_hardening.j2").read_text()
-    return re.findall(r"^([A-Z][A-Za-z]+)=", text, re.M)
+    """The directives of every unit's sandbox (which celery_workers_unit_extra must not change):
+    what unit_hardening.j2 renders, the filter systemd_unit_hardening with a writable path."""
+    text = celery_fleet().systemd_unit_hardening("/var/lib/celery")
+    directives = re.findall(r"^([A-Z][A-Za-z]+)=", text, re.M)
+    assert "ReadWritePaths" in directives and len(directives) >= 20, directives
+    return directives
 
 
 BAD = [
