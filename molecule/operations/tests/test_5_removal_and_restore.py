@@ -1,15 +1,17 @@
 """Back to the scenario's inventory, one host at a time (serial: 1): the
-worker added by the previous test is stopped, disabled and deleted (a
-hand-written unit with the same prefix is left alone), the host's other
-workers restart one at a time (rolling), and the other host, which no test
-reconfigured, has nothing to change."""
+workers added by the previous test (`extra`, healthy, enabled and running;
+`broken` and `broken2`, enabled and crash-looping) are stopped, disabled and
+deleted (a hand-written unit with the same prefix is left alone); the shared
+environment file changes back, so every other worker of the host restarts
+(new main process), one at a time (rolling); and the other host, which no
+test reconfigured, has nothing to change."""
 
 import time
 
 import pytest
 
-from conftest import (UNIT_PREFIX, WORKER_HOSTS, celery_client, consumers_of, fleet_answers, node, recap,
-                      run_playbook, unit_events, unit_props, wait_for, worker_unit, workers_of)
+from conftest import (UNIT_PREFIX, WORKER_HOSTS, assert_rolling, celery_client, consumers_of, fleet_answers, node,
+                      recap, restart_windows, run_playbook, unit_events, unit_props, wait_for, worker_unit, workers_of)
 
 MANUAL_UNIT = f"{UNIT_PREFIX}manual.service"
 MANUAL_TEXT = """[Unit]
@@ -23,13 +25,26 @@ WantedBy=multi-user.target
 """
 
 
+REMOVED = ["extra", "broken", "broken2"]
+
+
 @pytest.mark.deadline(420)
 def test_removed_worker_is_stopped_disabled_deleted_others_roll(tmp_path):
     (target,) = consumers_of("reports")
     hostname = target["host"]
     host = node(hostname)
-    removed = worker_unit("broken")
-    assert host.file(f"/etc/systemd/system/{removed}").exists, "test_4 should have left `broken` behind"
+    removed = {name: worker_unit(name) for name in REMOVED}
+    for unit in removed.values():
+        assert host.file(f"/etc/systemd/system/{unit}").exists, f"test_4 should have left {unit} behind"
+        assert host.file(f"/etc/systemd/system/multi-user.target.wants/{unit}").is_symlink, f"{unit} is not enabled"
+    # `extra` is enabled, running and serving before its removal.
+    before_extra = unit_props(hostname, removed["extra"], "ActiveState", "UnitFileState", "MainPID")
+    assert before_extra["ActiveState"] == "active" and before_extra["UnitFileState"] == "enabled", before_extra
+    assert host.run(f"kill -0 {before_extra['MainPID']}").rc == 0
+    with celery_client() as client:
+        wait_for("extra to answer", lambda: fleet_answers(client.app, [{"node": f"extra@{hostname}", "queues": ["extra"]}]),
+                 timeout=30)
+    pids = {w["name"]: unit_props(hostname, worker_unit(w["name"]), "MainPID")["MainPID"] for w in workers_of(hostname)}
     host.check_output(f"cat > /etc/systemd/system/{MANUAL_UNIT} <<'EOF'\n{MANUAL_TEXT}EOF")
     try:
         host.check_output(f"systemctl daemon-reload && systemctl enable --now {MANUAL_UNIT}")
@@ -41,12 +56,16 @@ def test_removed_worker_is_stopped_disabled_deleted_others_roll(tmp_path):
         assert all(s["failed"] == 0 for s in summary.values()), summary
         assert all(summary[h]["changed"] == 0 for h in WORKER_HOSTS if h != hostname), summary
 
-        # The removed worker: stopped, disabled, its unit and environment file deleted.
-        assert unit_props(hostname, removed, "LoadState", "ActiveState") == {
-            "LoadState": "not-found", "ActiveState": "inactive"}
-        assert not host.file(f"/etc/systemd/system/{removed}").exists
-        assert not host.file("/etc/celery/worker-broken.env").exists
-        assert host.run("pgrep -f '[b]roken@'").rc != 0
+        # The removed workers: stopped, disabled, their unit and environment file deleted.
+        for name, unit in removed.items():
+            assert unit_props(hostname, unit, "LoadState", "ActiveState", "UnitFileState") == {
+                "LoadState": "not-found", "ActiveState": "inactive", "UnitFileState": ""}, unit
+            assert not host.file(f"/etc/systemd/system/multi-user.target.wants/{unit}").exists, f"{unit} still enabled"
+            assert host.run(f"systemctl is-enabled {unit}").rc != 0
+            assert not host.file(f"/etc/systemd/system/{unit}").exists
+            assert not host.file(f"/etc/celery/worker-{name}.env").exists
+            assert host.run(f"pgrep -f '[{name[0]}]{name[1:]}@'").rc != 0, name
+        assert host.run(f"kill -0 {before_extra['MainPID']}").rc != 0, "extra's process survived"
         # Not the role's unit: untouched.
         assert unit_props(hostname, MANUAL_UNIT, "ActiveState", "UnitFileState") == {
             "ActiveState": "active", "UnitFileState": "enabled"}
@@ -54,17 +73,12 @@ def test_removed_worker_is_stopped_disabled_deleted_others_roll(tmp_path):
         host.run(f"systemctl disable --now {MANUAL_UNIT}; rm -f /etc/systemd/system/{MANUAL_UNIT};"
                  " systemctl daemon-reload")
 
-    # Rolling: each worker of the host was started again before the next one was stopped.
-    windows = []
-    for w in workers_of(hostname):
-        events = unit_events(hostname, worker_unit(w["name"]), since)
-        stopping = [ts for ts, word, _ in events if word == "Stopping"]
-        started = [ts for ts, word, _ in events if word == "Started"]
-        assert len(stopping) == 1 and len(started) == 1, (w["name"], events)
-        windows.append((stopping[0], started[0], w["name"]))
-    windows.sort()
-    for (_, started, first), (stopping, _, second) in zip(windows, windows[1:]):
-        assert stopping > started, f"{second} was stopped before {first} was back"
+    # The shared environment changed back: every worker of the host has a new main process.
+    after = {w["name"]: unit_props(hostname, worker_unit(w["name"]), "MainPID")["MainPID"] for w in workers_of(hostname)}
+    assert all(after[n] not in ("0", pids[n]) for n in pids), (pids, after)
+    # Rolling: each worker of the host was back and ready before the next one was stopped.
+    windows = restart_windows(hostname, [w["name"] for w in workers_of(hostname)], since)
+    assert_rolling(windows)
     # The other host had nothing to change.
     for other in WORKER_HOSTS:
         if other != hostname:
@@ -72,6 +86,6 @@ def test_removed_worker_is_stopped_disabled_deleted_others_roll(tmp_path):
                 assert unit_events(other, worker_unit(w["name"]), since) == [], w["node"]
     with celery_client() as client:
         wait_for("every worker", lambda: fleet_answers(client.app), timeout=30)
-    print(f"\nremoval: {removed} stopped, disabled, deleted; {MANUAL_UNIT} kept; "
-          f"rolling restart order on {hostname}: {[name for _, _, name in windows]}")
+    print(f"\nremoval: {sorted(removed.values())} stopped, disabled, deleted; {MANUAL_UNIT} kept; "
+          f"rolling restart order on {hostname}: {[name for _, _, _, name in windows]}")
 
