@@ -56,7 +56,16 @@ def test_environment_file(host, worker_host):
     env = host.file("/etc/celery/celery.env")
     assert env.user == "root" and env.group == "celery" and env.mode == 0o640
     assert f':{broker_password()}@127.0.0.1:{GROUP_VARS["lab_broker_amqp_port"]}/' in env.content_string
-    assert host.run("runuser -u nobody -s /bin/sh -- -c 'cat /etc/celery/celery.env'").rc != 0
+    # Another user cannot read it. `runuser -u USER` runs its command without a
+    # shell (-s is ignored), so the command here is setpriv, whose failure can
+    # only come from the file: the control reads a world-readable file of the
+    # same directory tree with the same identity.
+    as_nobody = "setpriv --reuid=nobody --regid=nogroup --clear-groups -- cat"
+    control = host.run(f"{as_nobody} /etc/hostname")
+    assert control.rc == 0 and control.stdout.strip() == host.check_output("hostname"), control
+    denied = host.run(f"{as_nobody} /etc/celery/celery.env")
+    assert denied.rc == 1 and "Permission denied" in denied.stderr, denied
+    assert broker_password() not in denied.stdout
 
 
 @pytest.fixture()
@@ -72,7 +81,9 @@ def test_unit_files(host, workers):
         assert "\nType=exec\n" in text and "Type=forking" not in text
         assert f"-n {w['name']}@%%h" in text
         assert f"--queues={','.join(w['queues'])} " in text
-        assert f"TimeoutStopSec={GROUP_VARS['celery_workers_stop_timeout']}\n" in text
+        # The warm-shutdown budget, never below the hard time limit plus 30 s.
+        stop = max(GROUP_VARS["celery_workers_stop_timeout"], w["time_limit"] + 30 if "time_limit" in w else 0)
+        assert f"\nTimeoutStopSec={stop}\n" in text
         assert f"--concurrency={w['concurrency']}" in text
         assert f"SyslogIdentifier=celery-worker-{w['name']}" in text
         assert "X-Celery-Workers-Role=managed" in text

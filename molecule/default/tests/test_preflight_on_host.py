@@ -134,15 +134,16 @@ def test_empty_worker_list_touches_only_the_roles_units(before, foreign_unit, re
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     results = results_by_host(proc.stdout)[HOST]
     assert dict(results)[ASSERT_TASK]["msg"] == "celery_workers preflight passed for 0 worker(s)"
-    stopped = sorted(r["name"] for name, r in results
-                     if name.startswith("celery_workers : Stop and disable the removed worker") and not r.get("skipped"))
+    stop = dict(results).get("celery_workers : Stop and disable the workers no longer listed", {})
+    stopped = sorted(f"celery-worker-{r['item']}.service" for r in stop.get("results", []) if not r.get("skipped"))
     expected = sorted(f"celery-worker-{w['name']}.service" for w in workers_of(HOST)) if remove_absent else []
     assert stopped == expected
     assert "celery-worker-foreign.service" not in stopped
     # No other task would stop or disable a unit.
     for name, r in results:
-        if r.get("action") in ("ansible.builtin.systemd_service", "systemd_service", "ansible.builtin.systemd") and r.get("changed"):
-            assert r.get("name") in expected or r.get("name") is None, (name, r.get("name"))
+        for one in r.get("results", [r]):
+            if one.get("changed") and one.get("invocation", {}).get("module_args", {}).get("enabled") is False:
+                assert one["name"] in expected, (name, one.get("name"))
     assert _without_foreign(snapshot()) == _without_foreign(before)
 
 

@@ -9,7 +9,10 @@ is in force, and `systemd-analyze security` rates them low.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import time
+import uuid
 
 import pytest
 
@@ -48,25 +51,77 @@ def units(workers):
     return [f"celery-worker-{w['name']}.service" for w in workers]
 
 
+@contextlib.contextmanager
+def planted(host, files: dict[str, str]):
+    """Write a canary file per path (path -> "MODE" or "MODE OWNER"), its content a fresh
+    random string; yields that string; removes the files (and directories it made)."""
+    canary = f"canary-{uuid.uuid4().hex}"
+    made = []
+    try:
+        for path, how in files.items():
+            mode, _, owner = how.partition(" ")
+            directory = path.rsplit("/", 1)[0]
+            if not host.file(directory).exists:
+                host.check_output(f"mkdir -m 0700 {directory}")
+                made.append(directory)
+            host.check_output(f"printf '%s\\n' {canary} > {path} && chmod {mode} {path}"
+                              + (f" && chown {owner} {path}" if owner else ""))
+            made.append(path)
+        yield canary
+    finally:
+        for path in reversed(made):
+            host.run(f"rm -f {path} 2>/dev/null || rmdir {path}")
+
+
+def _readable_by_nobody(needle: str) -> str:
+    return f"runuser -u nobody -- grep -rlsF -- '{needle}' {SEARCHED}"
+
+
 def test_password_in_no_file_another_user_can_read(host, worker_host):
     password = broker_password()
-    # Control: root finds it where it belongs, so the search works.
+    # Control: root finds it where it belongs.
     found = host.run(f"grep -rlF -- '{password}' /etc/celery").stdout.split()
     assert found == ["/etc/celery/celery.env"]
+    # Control of the search itself: a canary in world-readable files under
+    # several of the searched trees is found; one beside the password is not.
+    readable = ["/etc/zz-canary-readable", "/opt/zz-canary-readable", "/var/log/zz-canary-readable",
+                "/tmp/zz-canary-readable"]
+    with planted(host, {**{f: "0644" for f in readable}, "/etc/celery/zz-canary-closed": "0640 root:celery"}) as canary:
+        assert sorted(host.run(_readable_by_nobody(canary)).stdout.split()) == sorted(readable)
     # What an unprivileged user can actually read.
-    leaked = host.run(f"runuser -u nobody -- grep -rlsF -- '{password}' {SEARCHED}").stdout.split()
+    leaked = host.run(_readable_by_nobody(password)).stdout.split()
     assert leaked == []
+
+
+def _other_readable_holding(needle: str) -> str:
+    return (f"find {SEARCHED} -xdev -type f -perm -o=r -size -20M -print0 2>/dev/null"
+            f" | xargs -0 -r grep -lsF -- '{needle}' || true")
 
 
 def test_password_in_no_file_with_the_other_read_bit(host, worker_host):
     # Stricter than the above: even behind a closed directory, no o+r file holds it.
-    cmd = (f"find {SEARCHED} -xdev -type f -perm -o=r -size -20M -print0 2>/dev/null"
-           f" | xargs -0 -r grep -lsF -- '{broker_password()}' || true")
-    assert host.check_output(cmd) == ""
+    # Control: canaries with the o+r bit behind closed directories (root's home,
+    # the config directory) are found, one without it is not.
+    found_here = ["/root/zz-canary-dir/inside", "/etc/celery/zz-canary-other-read", "/var/lib/celery/zz-canary"]
+    with planted(host, {**{f: "0644" for f in found_here}, "/etc/celery/zz-canary-no-other": "0640"}) as canary:
+        assert sorted(host.check_output(_other_readable_holding(canary)).split()) == sorted(found_here)
+    assert host.check_output(_other_readable_holding(broker_password())) == ""
+
+
+def _journal_count(needle: str) -> str:
+    return f"journalctl --no-pager -o cat | grep -cF -- '{needle}'"
 
 
 def test_password_not_in_the_journal(host, workers):
-    out = host.run(f"journalctl --no-pager -o cat | grep -cF -- '{broker_password()}'")
+    # Control: a canary logged through syslog is counted by the same search
+    # (journald stores it asynchronously: bounded wait).
+    canary = f"canary-{uuid.uuid4().hex}"
+    host.check_output(f"logger -t zz-canary -- 'x {canary} y'")
+    end = time.monotonic() + 20
+    while host.run(_journal_count(canary)).stdout.strip() != "1":
+        assert time.monotonic() < end, "the journal search does not find a logged canary"
+        time.sleep(0.5)
+    out = host.run(_journal_count(broker_password()))
     assert out.stdout.strip() == "0", "the broker password is in the journal"
     # Control: the workers log the broker URL, with the password masked by Celery.
     banner = host.check_output(f"journalctl --no-pager -o cat -t celery-worker-{workers[0]['name']} | grep -m1 'transport:'")
@@ -103,28 +158,41 @@ def test_environment_files_exact_mode_and_owner(host, workers):
     directory = host.file("/etc/celery")
     assert (directory.user, directory.group, directory.mode) == ("root", "celery", 0o750)
     expected = {"celery.env"} | {f"worker-{w['name']}.env" for w in workers}
-    # and the record of the last run (tasks/record.yml), root only
-    assert set(host.check_output("ls -A /etc/celery").split()) == expected | {".celery_workers_state.json"}
+    assert set(host.check_output("ls -A /etc/celery").split()) == expected
     for name in expected:
         f = host.file(f"/etc/celery/{name}")
         assert (f.user, f.group, f.mode) == ("root", "celery", 0o640), name
         assert not f.is_symlink
-    record = host.file("/etc/celery/.celery_workers_state.json")
-    assert (record.user, record.group, record.mode) == ("root", "root", 0o600)
-    assert not record.is_symlink
+    # The role keeps no record of its last run (there was one, a root-only JSON file).
+    assert not host.file("/etc/celery/.celery_workers_state.json").exists
+
+
+NOT_ROOT_OWNED = "find /opt/celery /etc/celery -xdev ! -user root -printf '%p\\n'"
+OTHER_WRITABLE = "find /opt/celery /etc/celery -xdev ! -type l -perm /o=w -printf '%p\\n'"
+WORKER_WRITABLE = ("runuser -u celery -- find /opt/celery /etc/celery /etc/systemd/system -xdev -writable"
+                   " -printf '%p\\n' 2>/dev/null || true")
 
 
 def test_code_and_config_owned_by_root_and_not_writable_by_the_workers(host, worker_host):
-    assert host.check_output("find /opt/celery /etc/celery -xdev ! -user root -printf '%p\\n'") == ""
-    assert host.check_output("find /opt/celery /etc/celery -xdev ! -type l -perm /o=w -printf '%p\\n'") == ""
-    writable = host.check_output(
-        "runuser -u celery -- find /opt/celery /etc/celery /etc/systemd/system -xdev -writable -printf '%p\\n' 2>/dev/null || true")
-    assert writable == ""
+    # Controls: a file of another owner, one writable by all, one writable by the
+    # workers' group, planted in the searched trees, are each found by their search.
+    with planted(host, {"/opt/celery/app/zz-canary-owner": "0640 nobody:celery",
+                        "/etc/celery/zz-canary-o-w": "0666",
+                        "/opt/celery/bin/zz-canary-g-w": "0660 root:celery"}):
+        assert host.check_output(NOT_ROOT_OWNED).split() == ["/opt/celery/app/zz-canary-owner"]
+        assert host.check_output(OTHER_WRITABLE).split() == ["/etc/celery/zz-canary-o-w"]
+        assert sorted(host.check_output(WORKER_WRITABLE).split()) == [
+            "/etc/celery/zz-canary-o-w", "/opt/celery/bin/zz-canary-g-w"]
+    assert host.check_output(NOT_ROOT_OWNED) == ""
+    assert host.check_output(OTHER_WRITABLE) == ""
+    assert host.check_output(WORKER_WRITABLE) == ""
     # Control: the same search finds the state directory, the workers' only writable path.
     assert host.check_output("runuser -u celery -- find /var/lib/celery -maxdepth 0 -writable") == "/var/lib/celery"
     for unit in host.check_output("ls /etc/systemd/system | grep '^celery-' || true").split():
         f = host.file(f"/etc/systemd/system/{unit}")
         assert (f.user, f.group, f.mode) == ("root", "root", 0o644), unit
+    # Control of that listing: the worker units are in it.
+    assert host.check_output("ls /etc/systemd/system | grep -c '^celery-worker-' || true") != "0"
 
 
 def test_more_hardening_properties(host, units):
