@@ -1,0 +1,86 @@
+"""The trap of issue 13: a task a maintainer adds runs on a converged host.
+
+A copy of the role gets one more task at the end of tasks/configure.yml (a
+logrotate file, the example of the issue). The copy is applied to a host the
+scenario has already converged, through a playbook whose roles/ directory
+holds the copy. The new task must run there and report `changed`, the file
+must be on the host, and nothing else may change: no worker restarts.
+Then the real role runs again (nothing to change) and the file is removed,
+so the host is as the scenario left it.
+
+With a role that decides from a record or a prediction of the host ("in
+shape, end here") the new task would be skipped on a converged host and
+nothing would fail; this test would.
+"""
+
+import pathlib
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from conftest import (PROJECT, WORKER_HOSTS, molecule_inventory, new_run_id, node, playbook_env, recap, run_playbook,
+                      unit_events, unit_props, worker_unit, workers_of)
+
+
+def _site_play() -> dict:
+    """The workers' play of site.yml, as it is."""
+    (play,) = [p for p in yaml.safe_load((PROJECT / "site.yml").read_text()) if p.get("hosts") == "celery_workers"]
+    return play
+
+
+@pytest.mark.deadline(420)
+def test_a_task_added_to_the_role_runs_on_a_converged_host(tmp_path):
+    hostname = WORKER_HOSTS[0]
+    host = node(hostname)
+    trap = f"/etc/logrotate.d/celery-trap-{new_run_id()}"
+    assert not host.file(trap).exists
+
+    copy = tmp_path / "roles" / "celery_workers"
+    shutil.copytree(PROJECT / "roles" / "celery_workers", copy)
+    shutil.copytree(PROJECT / "files", tmp_path / "files")
+    configure = copy / "tasks" / "configure.yml"
+    tasks = yaml.safe_load(configure.read_text())
+    tasks.append({
+        "name": "Rotate the workers' logs (added by the trap test)",
+        "ansible.builtin.copy": {
+            "content": "/var/log/celery/*.log {\n  weekly\n  rotate 4\n  missingok\n}\n",
+            "dest": trap, "owner": "root", "group": "root", "mode": "0644"},
+    })
+    configure.write_text(yaml.safe_dump(tasks, sort_keys=False))
+    # roles/ beside the playbook comes before any roles_path: the copy is the role used.
+    playbook = tmp_path / "site.yml"
+    playbook.write_text(yaml.safe_dump([_site_play()], sort_keys=False))
+
+    names = [w["name"] for w in workers_of(hostname)]
+    pids = {n: unit_props(hostname, worker_unit(n), "MainPID")["MainPID"] for n in names}
+    since = time.time() - 1
+    log = tmp_path / "ansible-copy.log"
+    with log.open("wb") as out:
+        proc = subprocess.run(
+            [str(pathlib.Path(sys.executable).parent / "ansible-playbook"), str(playbook),
+             "-i", str(molecule_inventory()), "--limit", hostname],
+            cwd=PROJECT, env=playbook_env(), stdout=out, stderr=subprocess.STDOUT, timeout=300, check=False)
+    output = log.read_text()
+    assert proc.returncode == 0, output[-4000:]
+    section = output.split("TASK [celery_workers : Rotate the workers' logs (added by the trap test)]", 1)
+    assert len(section) == 2, "the added task never ran:\n" + output[-4000:]
+    assert f"changed: [{hostname}]" in section[1].split("TASK [", 1)[0], section[1][:2000]
+    assert recap(output)[hostname]["changed"] == 1, recap(output)
+    try:
+        assert host.file(trap).is_file
+        assert host.file(trap).mode == 0o644
+        after = {n: unit_props(hostname, worker_unit(n), "MainPID")["MainPID"] for n in names}
+        assert after == pids
+        assert all(unit_events(hostname, worker_unit(n), since) == [] for n in names)
+
+        # The real role on the same host: nothing of its own to change.
+        rc, output = run_playbook(tmp_path / "ansible-real.log", None, "--limit", hostname, timeout=300)
+        assert rc == 0, output[-4000:]
+        assert recap(output)[hostname]["changed"] == 0, recap(output)
+    finally:
+        host.run(f"rm -f {trap}")
+    assert not host.file(trap).exists
