@@ -60,7 +60,7 @@ def failures(results):
 class RolePreflight:
     """The preflight of one role: its task names, the playbook, the run and the checks."""
 
-    def __init__(self, role: str, lookup_tasks: list[str], root_task: str):
+    def __init__(self, role: str, lookup_tasks: list[str], root_task: str, host_tasks: tuple[str, ...] | list[str] = ()):
         self.role = role
         self.spec_task = f"{role} : Validating arguments against arg spec 'main'"
         self.collect_task = f"{role} : Collect configuration errors"
@@ -69,7 +69,8 @@ class RolePreflight:
         # Everything preflight runs, in order: the controller-side checks, then
         # the read-only look at the host.
         self.preflight_tasks = [self.collect_task, self.assert_task,
-                                *(f"{role} : {task}" for task in lookup_tasks), f"{role} : {root_task}"]
+                                *(f"{role} : {task}" for task in lookup_tasks), f"{role} : {root_task}",
+                                *(f"{role} : {task}" for task in host_tasks)]
 
     @staticmethod
     def inventory(bad: dict[str, dict], good: dict[str, dict]) -> dict:
@@ -115,10 +116,11 @@ class RolePreflight:
                     by_host.setdefault(host, []).append((task["task"]["name"], result))
         return {"rc": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr, "stats": data["stats"], "by_host": by_host}
 
-    def assert_refused(self, run: dict, host: str, mode: str, expect: list[str], spec: list[str] | None) -> None:
+    def assert_refused(self, run: dict, host: str, mode: str, expect: list[str], spec: list[str] | None,
+                       task: str | None = None) -> None:
         """The host failed once, in the argument spec (mode spec, when it can tell) or in
-        preflight's assert, with every expected fragment in a one-line message; nothing
-        changed and no task past the controller-side checks ran."""
+        preflight's assert (or the given preflight task), with every expected fragment in a
+        one-line message; nothing changed and no task past the one that refused it ran."""
         results = run["by_host"].get(host)
         assert results, f"{host} ran no task"
         assert run["stats"][host]["failures"] == 1, run["stats"][host]
@@ -126,19 +128,21 @@ class RolePreflight:
         assert not any(result.get("changed") for _, result in results)
         failed = failures(results)
         assert len(failed) == 1, failed
-        task, result = failed[0]
+        failed_task, result = failed[0]
         msg = result.get("msg", "")
+        refuser = f"{self.role} : {task}" if task else self.assert_task
         if mode == "spec" and spec is not None:
-            assert task_is(task, self.spec_task), f"expected the argument spec to refuse it, failed in {task}: {msg}"
+            assert task_is(failed_task, self.spec_task), f"expected the argument spec to refuse it, failed in {failed_task}: {msg}"
             fragments = spec
         else:
-            assert task == self.assert_task, f"expected preflight to refuse it, failed in {task}: {msg}"
+            assert failed_task == refuser, f"expected {refuser} to refuse it, failed in {failed_task}: {msg}"
             fragments = expect
             assert "\n" not in msg, f"preflight message spans lines: {msg!r}"
         for fragment in fragments:
             assert fragment in msg, f"{fragment!r} not in {msg!r}"
-        # Not even the read-only look at the host ran.
-        allowed = {self.include_task, self.collect_task, self.assert_task}
+        # Nothing past the task that refused it ran (for the configuration assert:
+        # not even the read-only look at the host).
+        allowed = {self.include_task, *self.preflight_tasks[:self.preflight_tasks.index(refuser) + 1]}
         ran = [name for name, result in results if not result.get("skipped")]
         assert all(task_is(name, self.spec_task) or name in allowed for name in ran), ran
 

@@ -103,7 +103,7 @@ def test_the_validator_sees_the_nested_worker_options():
     # Unknown key, wrong type and both queue and queues in one entry: the spec refuses each.
     for entry, fragment in [
         ({"name": "w", "queues": ["q"], "colour": "red"}, "colour"),
-        ({"name": "w", "queues": ["q"], "concurrency": "four"}, "concurrency"),
+        ({"name": "w", "queues": ["q"], "max_tasks_per_child": "four"}, "max_tasks_per_child"),
         ({"name": "w", "queues": ["q"], "queue": "q"}, "mutually exclusive"),
         ({"name": "w"}, "one of the following is required"),
         ({"name": "w", "queues": ["q"], "autoscale": {"max": 2}}, "min"),
@@ -136,7 +136,7 @@ def test_templates_use_only_declared_entry_fields():
         used |= set(re.findall(r"(?:\bw|\bitem|__celery_workers_w)\.([a-z_]+)", text))
         used |= set(re.findall(r"\bw\[['\"]([a-z_]+)['\"]\]", text))
     assert used, "no entry field found: the pattern is broken"
-    assert used - {"items"} <= set(_entry_options()), used - set(_entry_options())
+    assert used - {"items", "get"} <= set(_entry_options()), used - set(_entry_options())
 
 
 def test_secrets_are_no_log():

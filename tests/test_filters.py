@@ -12,6 +12,9 @@ render tests cannot show through a playbook run).
   ProtectSystem=, and every directive it writes is one that
   celery_workers_unit_extra may not change.
 * The rule constants the roles share.
+* Sizing: relative sizes resolved against a CPU count, per-host overrides,
+  the memory fit of a host's plan and the queue coverage of a fleet (the
+  messages of the bad cases are checked end to end in test_preflight.py).
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ import subprocess
 
 import pytest
 
-from preflight_harness import celery_fleet
+import yaml
+
+from preflight_harness import ROOT, celery_fleet
 
 CF = celery_fleet()
 
@@ -126,36 +131,9 @@ def test_beat_on_more_than_one_host():
 
 
 def _workers_vars(**overrides):
-    return {
-        "celery_workers": [{"name": "default", "queues": ["default"]}],
-        "celery_workers_broker_url": "amqp://u:p@mq/v",
-        "celery_workers_result_backend": "",
-        "celery_workers_user": "celery",
-        "celery_workers_group": "celery",
-        "celery_workers_base_dir": "/opt/celery",
-        "celery_workers_config_dir": "/etc/celery",
-        "celery_workers_state_dir": "/var/lib/celery",
-        "celery_workers_python": "/usr/bin/python3",
-        "celery_workers_app_module": "celery_app:app",
-        "celery_workers_celery_version": "5.5.3",
-        "celery_workers_pip_packages": [],
-        "celery_workers_pip_environment": {},
-        "celery_workers_environment": {},
-        "celery_workers_unit_extra": [],
-        "celery_workers_stop_timeout": 600,
-        "celery_workers_restart_sec": 5,
-        "celery_workers_health_timeout": 60,
-        "celery_workers_concurrency": 2,
-        "celery_workers_loglevel": "info",
-        "celery_workers_beat_loglevel": "info",
-        "celery_workers_pool": "prefork",
-        "celery_workers_restart_strategy": "rolling",
-        "celery_workers_install_os_packages": True,
-        "celery_workers_health_check": True,
-        "celery_workers_remove_absent": True,
-        "celery_workers_beat_enabled": False,
-        **overrides,
-    }
+    """The role's defaults (so this stays in step with them), a broker URL, the overrides."""
+    defaults = yaml.safe_load((ROOT / "roles" / "celery_workers" / "defaults" / "main.yml").read_text())
+    return {**defaults, "celery_workers_broker_url": "amqp://u:p@mq/v", **overrides}
 
 
 def _flower_vars(**overrides):
@@ -188,3 +166,92 @@ def _flower_vars(**overrides):
         "celery_flower_python": "/usr/bin/python3",
         **overrides,
     }
+
+
+# --- Sizing: relative sizes, overrides, memory fit, queue coverage
+
+PLAN_DEFAULTS = {"pool": "prefork", "concurrency": 2, "process_memory_mb": 100, "memory_reserve_mb": 500}
+
+
+@pytest.mark.parametrize("size, cpus, expected", [
+    (3, 64, 3),                                       # a number stays as it is
+    ("4", 1, 4),
+    ({"per_cpu": 2}, 1, 2),
+    ({"per_cpu": 2}, 16, 32),                         # no max: no limit
+    ({"per_cpu": 2, "min": 1, "max": 32}, 64, 32),    # capped by max
+    ({"per_cpu": 0.5}, 1, 1),                         # 0.5 rounds down to 0, min defaults to 1
+    ({"per_cpu": 0.5}, 7, 3),
+    ({"per_cpu": "1.5", "min": 4}, 2, 4),             # raised to min
+    ({"per_cpu": 1, "min": 2, "max": 2}, 8, 2),
+])
+def test_relative_sizes_resolve_against_the_cpus(size, cpus, expected):
+    (worker,) = CF.celery_fleet_workers([{"name": "w", "queues": ["q"], "concurrency": size}], {}, cpus)
+    assert worker["concurrency"] == expected
+    (worker,) = CF.celery_fleet_workers([{"name": "w", "queues": ["q"], "autoscale": {"max": size, "min": 1}}], {}, cpus)
+    assert worker["autoscale"] == {"max": expected, "min": 1}
+
+
+def test_without_cpus_nothing_is_resolved():
+    workers = [{"name": "w", "queues": ["q"], "concurrency": {"per_cpu": 2}}]
+    assert CF.celery_fleet_workers(workers, {}) == workers
+
+
+def test_overrides_change_only_the_named_worker_and_can_leave_one_out():
+    fleet = [{"name": "default", "queues": ["default"], "concurrency": 2},
+             {"name": "reports", "queues": ["reports"], "autoscale": {"max": 4, "min": 1}},
+             {"name": "other", "queue": "other", "loglevel": "warning"}]
+    host = CF.celery_fleet_workers(fleet, {"default": {"concurrency": {"per_cpu": 1}}, "reports": {"concurrency": 3},
+                                           "other": {"present": False}}, 8)
+    assert host == [{"name": "default", "queues": ["default"], "concurrency": 8},
+                    # concurrency given: the entry's autoscale goes
+                    {"name": "reports", "queues": ["reports"], "concurrency": 3}]
+    assert fleet[1]["autoscale"] == {"max": 4, "min": 1}, "the fleet's list must not be modified"
+    host = CF.celery_fleet_workers(fleet, {"default": {"autoscale": {"max": 6, "min": 2}}, "other": {"present": True}}, 8)
+    assert host[0] == {"name": "default", "queues": ["default"], "autoscale": {"max": 6, "min": 2}}
+    assert [w["name"] for w in host] == ["default", "reports", "other"]
+
+
+def test_override_errors_name_the_override_and_the_composed_entry():
+    errors = CF.celery_fleet_workers_errors(_workers_vars(celery_workers_overrides={"default": {"pool": "forking"}, "ghost": {}}), [])
+    assert errors == ["celery_workers_overrides.ghost: no worker named 'ghost' in celery_workers (names: default)",
+                      "celery_workers[0] (name 'default', with celery_workers_overrides): field pool 'forking' is not one of "
+                      "prefork, threads, solo, eventlet, gevent"]
+
+
+def test_a_plan_that_fits_and_one_that_does_not():
+    workers = CF.celery_fleet_workers([{"name": "small", "queues": ["a"], "concurrency": 2},
+                                       {"name": "big", "queues": ["b"], "autoscale": {"max": {"per_cpu": 2}, "min": 1}},
+                                       {"name": "io", "queues": ["c"], "pool": "threads", "concurrency": 50}], {}, 4)
+    # small: 1 + 2; big: 1 + 8 (autoscale max); io: threads run in one process.
+    plan = CF.celery_fleet_host_plan(workers, 4, 1700, PLAN_DEFAULTS)
+    assert [(w["name"], w["size"], w["processes"]) for w in plan["workers"]] == [("small", "2", 3), ("big", "1..8", 9), ("io", "50", 1)]
+    assert (plan["processes"], plan["need_mb"], plan["available_mb"], plan["fits"]) == (13, 1300, 1200, False)
+    assert plan["message"] == ("13 processes x 100 MB = 1300 MB, but MemTotal 1700 MB - reserve 500 MB leaves 1200 MB; "
+                               "biggest worker 'big': 9 processes (prefork 1..8)")
+    assert plan["errors"] == []
+    assert CF.celery_fleet_host_plan(workers, 4, 1800, PLAN_DEFAULTS)["fits"] is True   # exactly enough
+    assert CF.celery_fleet_host_plan([], 4, 600, PLAN_DEFAULTS)["fits"] is True
+
+
+def test_autoscale_bounds_that_cross_on_a_host_are_an_error_of_the_plan():
+    workers = CF.celery_fleet_workers([{"name": "w", "queues": ["q"], "autoscale": {"max": {"per_cpu": 1}, "min": 4}}], {}, 2)
+    assert CF.celery_fleet_host_plan(workers, 2, 10**6, PLAN_DEFAULTS)["errors"] == [
+        "celery_workers worker 'w': autoscale max resolves to 2, below min 4, on 2 CPUs"]
+
+
+def test_queue_coverage_over_the_fleet():
+    default_workers = [{"name": "default", "queues": ["default"]}]
+    hostvars = {
+        "a": {"celery_workers": [{"name": "default", "queues": ["default"]}, {"name": "r", "queue": "reports"}]},
+        "b": {"celery_workers": [{"name": "other", "queues": ["other", "default"]}], "celery_workers_overrides": {"other": {"queues": ["other"]}}},
+        "c": {},                                                   # the role's default list
+        "d": {"celery_workers": "not a list"},                     # its own preflight reports it
+        "e": {"celery_workers": [{"name": "r", "queue": "reports"}], "celery_workers_overrides": {"r": {"present": False}}},
+    }
+    consumers = CF.celery_fleet_consumers(hostvars, list(hostvars), default_workers)
+    assert consumers == {"default": ["a", "c"], "other": ["b"], "reports": ["a"]}
+    required = ["default", "other", "reports", "billing"]
+    errors = CF.celery_fleet_workers_errors(_workers_vars(celery_workers_required_queues=required), [], consumers)
+    assert errors == ["celery_workers_required_queues: queue 'billing' has no consumer on any host of the fleet (group celery_workers); "
+                      "tasks routed there would wait forever: add it to a worker's queues"]
+    assert CF.celery_fleet_workers_errors(_workers_vars(celery_workers_required_queues=required[:3]), [], consumers) == []

@@ -35,7 +35,11 @@ from preflight_harness import ROOT, RolePreflight, celery_fleet
 ROLE = ROOT / "roles" / "celery_workers"
 PREFLIGHT = RolePreflight("celery_workers",
                           ["Look up the workers' user on the host", "Look up the workers' group on the host"],
-                          "Assert the workers' user and group are not root")
+                          "Assert the workers' user and group are not root",
+                          ["Read the host's CPU count and memory", "Work out what the workers need on this host",
+                           "Assert the workers fit in the host's memory"])
+
+FIT_TASK = "Assert the workers fit in the host's memory"
 
 CANARY = "CanaryPw7x"  # part of every case's broker password
 
@@ -55,12 +59,13 @@ def at(name):
 class Case:
     """One bad input: its variables, what preflight says, what the arg spec says (None: the spec lets it through)."""
 
-    def __init__(self, case_id, variables, expect, spec=None, copies=1):
+    def __init__(self, case_id, variables, expect, spec=None, copies=1, task=None):
         self.id = case_id
         self.vars = variables
         self.expect = expect
         self.spec = spec
         self.copies = copies
+        self.task = task  # the preflight task that refuses it, when not the configuration assert
 
     def __repr__(self):
         return self.id
@@ -108,14 +113,12 @@ BAD = [
          spec=["parameters are mutually exclusive: queues|queue found in celery_workers"]),
     Case("queues_is_a_string", worker(queues="a,b"), [at("w"), "field queues must be a non-empty list"]),
     # --- numbers
-    Case("concurrency_string", worker(concurrency="four"), [at("w"), "field concurrency must be a positive integer, got 'four'"],
-         spec=["argument 'concurrency' is of type str found in 'celery_workers'", "cannot be converted to an int"]),
-    Case("concurrency_zero", worker(concurrency=0), [at("w"), "field concurrency must be a positive integer, got '0'"]),
-    Case("concurrency_negative", worker(concurrency=-2), [at("w"), "field concurrency must be a positive integer, got '-2'"]),
-    Case("concurrency_bool", worker(concurrency=True), [at("w"), "field concurrency must be a positive integer, got 'True'"]),
-    Case("concurrency_float", worker(concurrency=2.5), [at("w"), "field concurrency must be a positive integer, got '2.5'"],
-         spec=["argument 'concurrency' is of type float found in 'celery_workers'"]),
-    Case("concurrency_trailing_newline", worker(concurrency="4\n"), [at("w"), "field concurrency must be a positive integer, got '4\\n'"]),
+    Case("concurrency_string", worker(concurrency="four"), [at("w"), "field concurrency must be a positive integer or {per_cpu: N, min: A, max: B}, got 'four'"]),
+    Case("concurrency_zero", worker(concurrency=0), [at("w"), "field concurrency must be a positive integer or {per_cpu: N, min: A, max: B}, got '0'"]),
+    Case("concurrency_negative", worker(concurrency=-2), [at("w"), "field concurrency must be a positive integer or {per_cpu: N, min: A, max: B}, got '-2'"]),
+    Case("concurrency_bool", worker(concurrency=True), [at("w"), "field concurrency must be a positive integer or {per_cpu: N, min: A, max: B}, got 'True'"]),
+    Case("concurrency_float", worker(concurrency=2.5), [at("w"), "field concurrency must be a positive integer or {per_cpu: N, min: A, max: B}, got '2.5'"]),
+    Case("concurrency_trailing_newline", worker(concurrency="4\n"), [at("w"), "field concurrency must be a positive integer or {per_cpu: N, min: A, max: B}, got '4\\n'"]),
     Case("max_tasks_per_child_zero", worker(max_tasks_per_child=0), [at("w"), "field max_tasks_per_child must be a positive integer"]),
     # Every integer field and setting has a case of its own: dropping any one of
     # them from the rule's list fails its case.
@@ -127,7 +130,7 @@ BAD = [
     Case("soft_time_limit_zero", worker(soft_time_limit=0), [at("w"), "field soft_time_limit must be a positive integer, got '0'"]),
     # At most 10 digits (int_re): a typo of extra zeros is refused.
     Case("concurrency_eleven_digits", worker(concurrency=10000000000),
-         [at("w"), "field concurrency must be a positive integer, got '10000000000'"]),
+         [at("w"), "field concurrency must be a positive integer or {per_cpu: N, min: A, max: B}, got '10000000000'"]),
     Case("soft_time_limit_not_below_time_limit", worker(time_limit=60, soft_time_limit=60),
          [at("w"), "field soft_time_limit must be lower than time_limit"]),
     # Compared as numbers: as strings "100" < "60".
@@ -137,10 +140,55 @@ BAD = [
     # Compared as numbers: as strings "9" > "10".
     Case("autoscale_max_below_min_numerically", worker(autoscale={"max": 9, "min": 10}),
          [at("w"), "field autoscale max (9) must be >= min (10)"]),
-    Case("autoscale_zero_max", worker(autoscale={"max": 0, "min": 1}), [at("w"), "field autoscale max and min must be positive integers, got max '0'"]),
-    Case("autoscale_zero_min", worker(autoscale={"max": 4, "min": 0}), [at("w"), "field autoscale max and min must be positive integers"]),
-    Case("autoscale_string", worker(autoscale={"max": "many", "min": 1}), [at("w"), "field autoscale max and min must be positive integers"],
-         spec=["argument 'max' is of type str found in 'celery_workers -> autoscale'"]),
+    Case("autoscale_zero_max", worker(autoscale={"max": 0, "min": 1}), [at("w"), "field autoscale max must be a positive integer or {per_cpu: N, min: A, max: B}, got '0'"]),
+    Case("autoscale_zero_min", worker(autoscale={"max": 4, "min": 0}), [at("w"), "field autoscale min must be a positive integer or {per_cpu: N, min: A, max: B}, got '0'"]),
+    Case("autoscale_string", worker(autoscale={"max": "many", "min": 1}), [at("w"), "field autoscale max must be a positive integer or {per_cpu: N, min: A, max: B}, got 'many'"]),
+    # Relative sizes (resolved against the host's CPUs).
+    Case("relative_per_cpu_zero", worker(concurrency={"per_cpu": 0}),
+         [at("w"), "field concurrency: per_cpu must be a positive number (pool processes per CPU), got '0'"]),
+    Case("relative_per_cpu_negative", worker(concurrency={"per_cpu": -2, "max": 4}), [at("w"), "field concurrency: per_cpu must be a positive number"]),
+    Case("relative_per_cpu_missing", worker(concurrency={"min": 2}), [at("w"), "field concurrency: per_cpu must be a positive number", "got 'None'"]),
+    Case("relative_per_cpu_bool", worker(concurrency={"per_cpu": True}), [at("w"), "field concurrency: per_cpu must be a positive number"]),
+    Case("relative_min_above_max", worker(concurrency={"per_cpu": 2, "min": 8, "max": 4}), [at("w"), "field concurrency: min (8) must be <= max (4)"]),
+    Case("relative_min_zero", worker(concurrency={"per_cpu": 1, "min": 0}), [at("w"), "field concurrency: min must be a positive integer, got '0'"]),
+    Case("relative_unknown_key", worker(concurrency={"per_cpu": 1, "maximum": 4}), [at("w"), "field concurrency: unknown key 'maximum' (known: per_cpu, min, max)"]),
+    Case("relative_autoscale_max", worker(autoscale={"max": {"per_cpu": 1, "min": 3, "max": 2}, "min": 1}),
+         [at("w"), "field autoscale max: min (3) must be <= max (2)"]),
+    # Overrides (per-host changes to a fleet-wide list).
+    Case("override_unknown_worker", {"celery_workers_overrides": {"defualt": {"concurrency": 8}}},
+         ["celery_workers_overrides.defualt: no worker named 'defualt' in celery_workers (names: default)"]),
+    Case("override_not_a_mapping", {"celery_workers_overrides": {"default": 8}},
+         ["celery_workers_overrides.default: must be a mapping of fields to change (or present: false), got int"]),
+    Case("override_bad_value", {"celery_workers_overrides": {"default": {"concurrency": 0}}},
+         ["celery_workers[0] (name 'default', with celery_workers_overrides): field concurrency must be a positive integer or {per_cpu: N, min: A, max: B}, got '0'"]),
+    Case("override_renames", {"celery_workers_overrides": {"default": {"name": "other"}}},
+         ["celery_workers_overrides.default: field 'name' cannot be overridden"]),
+    Case("override_present_not_bool", {"celery_workers_overrides": {"default": {"present": "no"}}},
+         ["celery_workers_overrides.default: field present must be true or false, got 'no'"]),
+    Case("overrides_a_list", {"celery_workers_overrides": [{"default": {}}]},
+         ["celery_workers_overrides: must be a mapping of worker name -> fields to change, got list"],
+         spec=["argument 'celery_workers_overrides' is of type list and we were unable to convert to dict"]),
+    # Memory fit settings and required queues.
+    Case("process_memory_zero", {"celery_workers_process_memory_mb": 0}, ["celery_workers_process_memory_mb: must be a positive integer, got '0'"]),
+    Case("memory_check_unknown", {"celery_workers_memory_check": "ignore"}, ["celery_workers_memory_check: 'ignore' is not one of fail, warn"],
+         spec=["value of celery_workers_memory_check must be one of: fail, warn, got: ignore"]),
+    Case("required_queue_without_consumer", {"celery_workers_required_queues": ["default", "nobody-reads-this"]},
+         ["celery_workers_required_queues: queue 'nobody-reads-this' has no consumer on any host of the fleet (group celery_workers)"]),
+    # Memory fit: refused after the read-only look at the host (its MemTotal and CPUs), still before any change.
+    Case("does_not_fit_relative", {"celery_workers": [{"name": "huge", "queues": ["default"], "concurrency": {"per_cpu": 4000}}]},
+         ["celery_workers preflight failed on ", ": the workers do not fit in memory: ", " processes x 128 MB = ",
+          "but MemTotal ", " MB - reserve 512 MB leaves ", "biggest worker 'huge': ", "celery_workers_memory_check: warn only warns"],
+         task=FIT_TASK),
+    Case("does_not_fit_estimate", {"celery_workers_process_memory_mb": 10000000},
+         [": the workers do not fit in memory: 3 processes x 10000000 MB = 30000000 MB", "biggest worker 'default': 3 processes (prefork 2)"],
+         task=FIT_TASK),
+    Case("autoscale_crosses_on_this_host", worker(autoscale={"max": {"per_cpu": 1, "max": 1}, "min": 2}),
+         ["celery_workers preflight failed on ", "celery_workers worker 'w': autoscale max resolves to 1, below min 2, on "], task=FIT_TASK),
+    Case("required_queue_unsafe", {"celery_workers_required_queues": ["a,b"]}, ["celery_workers_required_queues: 'a,b' is not a safe queue name"]),
+    Case("required_queue_left_by_override", {"celery_workers_required_queues": ["only-here"],
+                                              "celery_workers": [W0, {"name": "solo", "queues": ["only-here"]}],
+                                              "celery_workers_overrides": {"solo": {"present": False}}},
+         ["celery_workers_required_queues: queue 'only-here' has no consumer"]),
     Case("autoscale_missing_min", worker(autoscale={"max": 4}), [at("w"), "field autoscale must be a mapping {max: N, min: M}"],
          spec=["missing required arguments: min found in celery_workers -> autoscale"]),
     Case("autoscale_with_concurrency", worker(autoscale={"max": 4, "min": 1}, concurrency=2),
@@ -188,6 +236,9 @@ BAD = [
     Case("extra_args_overrides_queues", worker(extra_args=["-Q", "other"]), [at("w"), "field extra_args[0] '-Q' is set by the role"]),
     Case("extra_args_embedded_beat", worker(extra_args=["--beat"]), [at("w"), "field extra_args[0] '--beat' is set by the role"]),
     Case("extra_args_concurrency_short", worker(extra_args=["-c8"]), [at("w"), "field extra_args[0] '-c8' is set by the role"]),
+    Case("extra_args_concurrency_after_flag", worker(extra_args=["-Ec5"]), [at("w"), "field extra_args[0] '-Ec5' is set by the role"]),
+    Case("extra_args_queues_after_flag", worker(extra_args=["-EQsneaky"]), [at("w"), "field extra_args[0] '-EQsneaky' is set by the role"]),
+    Case("extra_args_exclude_queues_short", worker(extra_args=["-X", "default"]), [at("w"), "field extra_args[0] '-X' is set by the role"]),
     # --- broker
     Case("broker_url_empty", {"celery_workers_broker_url": ""}, ["celery_workers_broker_url: must be set to the broker URL"]),
     Case("broker_url_newline", {"celery_workers_broker_url": f"amqp://u:{CANARY}@mq/v\nX=1"},
@@ -291,8 +342,12 @@ def _case_vars(variables, index):
 def _inventory():
     bad = {f"{case.id}__{copy}": _case_vars(case.vars, i)
            for i, case in enumerate(BAD) for copy in range(case.copies)}
-    good = {name: _case_vars(variables, 1000) for name, variables in GOOD.items()}
+    good = {name: _case_vars(variables, 1000) for name, variables in {**GOOD, **WARN_ONLY}.items()}
     return RolePreflight.inventory(bad, good)
+
+
+# A plan that does not fit, with the check turned into a warning: preflight passes and says so.
+WARN_ONLY = {"does_not_fit_but_warn": {"celery_workers_process_memory_mb": 10000000, "celery_workers_memory_check": "warn"}}
 
 
 @pytest.fixture(scope="module")
@@ -309,13 +364,25 @@ def test_enough_bad_cases():
 @pytest.mark.parametrize("case", BAD, ids=[c.id for c in BAD])
 def test_bad_input_fails_in_preflight_and_changes_nothing(run, case, mode):
     for copy in range(case.copies):
-        PREFLIGHT.assert_refused(run, f"{mode}__{case.id}__{copy}", mode, case.expect, case.spec)
+        PREFLIGHT.assert_refused(run, f"{mode}__{case.id}__{copy}", mode, case.expect, case.spec, case.task)
 
 
 @pytest.mark.parametrize("mode", ["spec", "pre"])
 @pytest.mark.parametrize("name", sorted(GOOD))
 def test_good_input_passes_preflight(run, name, mode):
     assert PREFLIGHT.assert_passed(run, f"good_{mode}__{name}", mode).startswith("celery_workers preflight passed for ")
+
+
+@pytest.mark.parametrize("mode", ["spec", "pre"])
+def test_memory_check_warn_only_warns(run, mode):
+    host = f"good_{mode}__does_not_fit_but_warn"
+    results = dict(run["by_host"][host])
+    assert run["stats"][host]["failures"] == 0 and run["stats"][host]["changed"] == 0
+    warning = results["celery_workers : Warn that the workers may not fit in the host's memory"]["msg"]
+    assert warning.startswith(f"WARNING: {host}: the workers may not fit in memory: 3 processes x 10000000 MB = 30000000 MB, but MemTotal ")
+    # Without the warning the same host fits: the good hosts skip it.
+    assert results.get("celery_workers : Warn that the workers may not fit in the host's memory") is not None
+    assert dict(run["by_host"][f"good_{mode}__defaults"])["celery_workers : Warn that the workers may not fit in the host's memory"].get("skipped")
 
 
 def test_secrets_never_in_the_output(run):

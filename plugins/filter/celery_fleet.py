@@ -16,6 +16,21 @@ systemd_env_quote
     A value for a systemd EnvironmentFile=: double-quoted, with \\ " $ `
     escaped.
 
+celery_fleet_workers
+    The workers of a host: celery_workers with celery_workers_overrides
+    applied, and, given the host's CPU count, relative sizes resolved.
+
+celery_fleet_consumers
+    Queue -> the hosts consuming it, over the fleet's hosts (from hostvars).
+
+celery_fleet_host_plan
+    A host's resolved workers, their processes and whether they fit in its
+    memory (the memory check and the plan).
+
+celery_fleet_plan_table
+    The fleet's plan as lines of text (playbooks/plan.yml): per host and
+    worker, then per queue.
+
 systemd_unit_hardening
     The sandboxing directives both roles' units share, one per line; the
     argument is the one writable path ("" for none).
@@ -77,12 +92,14 @@ HARDENING = [
 ]
 
 WORKER_LOGLEVELS = ["debug", "info", "warning", "error", "critical", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+SIZE_KEYS = ["per_cpu", "min", "max"]
 WORKER_POOLS = ["prefork", "threads", "solo", "eventlet", "gevent"]
 ENTRY_KEYS = ["name", "queues", "queue", "concurrency", "loglevel", "pool", "autoscale", "max_tasks_per_child", "max_memory_per_child",
               "prefetch_multiplier", "time_limit", "soft_time_limit", "env", "extra_args"]
-ENTRY_INT_FIELDS = ["concurrency", "max_tasks_per_child", "max_memory_per_child", "prefetch_multiplier", "time_limit", "soft_time_limit"]
+ENTRY_INT_FIELDS = ["max_tasks_per_child", "max_memory_per_child", "prefetch_multiplier", "time_limit", "soft_time_limit"]
 # Worker options the role sets itself (or that would start a second beat): use the entry's fields.
-RESERVED_ARGS_RE = r"^(-[nQcPlABD]|--(hostname|queues|exclude-queues|concurrency|autoscale|pool|loglevel|app|beat|detach|uid|gid)(=|\Z))"
+# A short option may follow -E (the only short flag without a value) in one word: -Ec5.
+RESERVED_ARGS_RE = r"^(-E*[nQcPlABDX]|--(hostname|queues|exclude-queues|concurrency|autoscale|pool|loglevel|app|beat|detach|uid|gid)(=|\Z))"
 # Directives the units set (user, command, hardening): celery_workers_unit_extra must not loosen them.
 LOCKED_DIRECTIVES = (["User", "Group", "DynamicUser", "PermissionsStartOnly", "ExecStart", "Type", "EnvironmentFile", "ReadWritePaths", "SecureBits"]
                      + [line.split("=")[0] for line in HARDENING])
@@ -262,18 +279,54 @@ def _worker_queues(errors, at, w):
     elif not _is_list(queues) or len(queues) == 0:
         errors.append(f"{at}: field queues must be a non-empty list of queue names")
     else:
-        for queue in queues:
-            if not _is_str(queue) or not _match(QUEUE_RE, queue):
-                errors.append(f"{at}: field queues: '{show(queue)}' is not a safe queue name ([A-Za-z0-9_][A-Za-z0-9_.:@-], no commas, spaces or newlines)")
-        # As Ansible's `unique` filter compares them: as strings, case-insensitively.
-        if len({_s(queue).lower() for queue in queues}) != len(queues):
-            errors.append(f"{at}: field queues lists a queue twice")
+        _queue_names(errors, f"{at}: field queues", queues)
+
+
+def _queue_names(errors, at, queues):
+    for queue in queues:
+        if not _is_str(queue) or not _match(QUEUE_RE, queue):
+            errors.append(f"{at}: '{show(queue)}' is not a safe queue name ([A-Za-z0-9_][A-Za-z0-9_.:@-], no commas, spaces or newlines)")
+    # As Ansible's `unique` filter compares them: as strings, case-insensitively.
+    if len({_s(queue).lower() for queue in queues}) != len(queues):
+        errors.append(f"{at} lists a queue twice")
+
+
+def _is_number(value):
+    return not _is_bool(value) and (isinstance(value, (int, float)) or _match(r"^[0-9]+(\.[0-9]+)?\Z", _s(value))) and float(_s(value)) > 0
+
+
+def _size(errors, at, value):
+    """A pool size: a positive integer, or {per_cpu: N, min: A, max: B} (relative to the host's CPUs)."""
+    if not _is_map(value):
+        if not _positive_int(value):
+            errors.append(f"{at} must be a positive integer or {{per_cpu: N, min: A, max: B}}, got '{show(value)}'")
+        return
+    for key in value:
+        if key not in SIZE_KEYS:
+            errors.append(f"{at}: unknown key '{show(key)}' (known: {', '.join(SIZE_KEYS)})")
+    if "per_cpu" not in value or not _is_number(value["per_cpu"]):
+        errors.append(f"{at}: per_cpu must be a positive number (pool processes per CPU), got '{show(value.get('per_cpu'))}'")
+    for key in ("min", "max"):
+        if key in value and not _positive_int(value[key]):
+            errors.append(f"{at}: {key} must be a positive integer, got '{show(value[key])}'")
+    if all(key in value and _positive_int(value[key]) for key in ("min", "max")) and int(_s(value["min"])) > int(_s(value["max"])):
+        errors.append(f"{at}: min ({value['min']}) must be <= max ({value['max']})")
+
+
+def _resolve(value, cpus):
+    """A valid size as a number: a relative one is per_cpu x cpus rounded down, then kept within min (default 1) and max."""
+    if not _is_map(value):
+        return int(_s(value))
+    size = max(int(float(_s(value["per_cpu"])) * cpus), int(_s(value.get("min", 1))))
+    return min(size, int(_s(value["max"]))) if "max" in value else size
 
 
 def _worker_numbers(errors, at, w):
     for field in ENTRY_INT_FIELDS:
         if field in w and not _positive_int(w[field]):
             errors.append(f"{at}: field {field} must be a positive integer, got '{show(w[field])}'")
+    if "concurrency" in w:
+        _size(errors, f"{at}: field concurrency", w["concurrency"])
     # Compared as numbers, not strings: "100" < "60".
     if ("time_limit" in w and "soft_time_limit" in w and _match(INT_RE, _s(w["soft_time_limit"])) and _match(INT_RE, _s(w["time_limit"]))
             and int(_s(w["soft_time_limit"])) >= int(_s(w["time_limit"]))):
@@ -284,10 +337,11 @@ def _worker_numbers(errors, at, w):
         scale = w["autoscale"]
         if not _is_map(scale) or "max" not in scale or "min" not in scale or len(scale) != 2:
             errors.append(f"{at}: field autoscale must be a mapping {{max: N, min: M}}")
-        elif not _positive_int(scale["max"]) or not _positive_int(scale["min"]):
-            errors.append(f"{at}: field autoscale max and min must be positive integers, got max '{show(scale['max'])}' min '{show(scale['min'])}'")
-        elif int(_s(scale["max"])) < int(_s(scale["min"])):
-            errors.append(f"{at}: field autoscale max ({scale['max']}) must be >= min ({scale['min']})")
+        else:
+            _size(errors, f"{at}: field autoscale max", scale["max"])
+            _size(errors, f"{at}: field autoscale min", scale["min"])
+            if _positive_int(scale["max"]) and _positive_int(scale["min"]) and int(_s(scale["max"])) < int(_s(scale["min"])):
+                errors.append(f"{at}: field autoscale max ({scale['max']}) must be >= min ({scale['min']})")
 
 
 def _worker_args(errors, at, args):
@@ -304,17 +358,56 @@ def _worker_args(errors, at, args):
             errors.append(f"{at_arg} '{show(arg)}' is set by the role; use the entry's fields (name, queues, concurrency, autoscale, pool, loglevel)")
 
 
-def _workers(errors, workers):
+def _overrides(errors, overrides, workers):
+    var = "celery_workers_overrides"
+    if not _is_map(overrides):
+        errors.append(f"{var}: must be a mapping of worker name -> fields to change, got {type_debug(overrides)}")
+        return
+    names = [w["name"] for w in workers if _is_map(w) and "name" in w] if _is_list(workers) else []
+    for name, fields in overrides.items():
+        at = f"{var}.{show(name)}"
+        if name not in names:
+            errors.append(f"{at}: no worker named '{show(name)}' in celery_workers (names: {', '.join(map(show, names)) or 'none'})")
+        elif not _is_map(fields):
+            errors.append(f"{at}: must be a mapping of fields to change (or present: false), got {type_debug(fields)}")
+        else:
+            for key in fields:
+                if key not in ENTRY_KEYS + ["present"] or key == "name":
+                    errors.append(f"{at}: field '{show(key)}' cannot be overridden (known: present, {', '.join(ENTRY_KEYS[1:])})")
+            if "present" in fields and not _is_bool(fields["present"]):
+                errors.append(f"{at}: field present must be true or false, got '{show(fields['present'])}'")
+
+
+def _compose(workers, overrides):
+    """(index in celery_workers, entry, overridden) for each worker of the host, overrides applied.
+    An override's concurrency replaces the entry's autoscale and the other way round."""
+    out = []
+    for i, w in enumerate(workers):
+        fields = overrides.get(w.get("name")) if _is_map(w) and _is_map(overrides) else None
+        if not _is_map(fields):
+            out.append((i, w, False))
+        elif fields.get("present", True) is not False:
+            merged = dict(w)
+            for size, other in (("concurrency", "autoscale"), ("autoscale", "concurrency")):
+                if size in fields:
+                    merged.pop(other, None)
+            merged.update({k: v for k, v in fields.items() if k != "present"})
+            out.append((i, merged, True))
+    return out
+
+
+def _workers(errors, workers, overrides):
     if not _is_list(workers):
         errors.append(f"celery_workers: must be a list of workers ([] for none), got {type_debug(workers)}")
         return
+    _overrides(errors, overrides, workers)
     seen = []
-    for i, w in enumerate(workers):
+    for i, w, overridden in _compose(workers, overrides):
         if not _is_map(w):
             errors.append(f"celery_workers[{i}]: must be a mapping with at least name and queues, got {type_debug(w)}")
             continue
         name = w["name"] if "name" in w else ""
-        at = f"celery_workers[{i}] (name '{show(name)}')"
+        at = f"celery_workers[{i}] (name '{show(name)}'{', with celery_workers_overrides' if overridden else ''})"
         for key in w:
             if key not in ENTRY_KEYS:
                 errors.append(f"{at}: unknown field '{show(key)}' (known: {', '.join(ENTRY_KEYS)})")
@@ -335,9 +428,11 @@ def _workers(errors, workers):
             _worker_args(errors, at, w["extra_args"])
 
 
-def celery_fleet_workers_errors(variables, beat_hosts):
+def celery_fleet_workers_errors(variables, beat_hosts, consumers=None):
     """Every error of the celery_workers role's variables.
-    beat_hosts: the hosts of the play (all of them, whatever its serial) with beat enabled."""
+    beat_hosts: the hosts of the play (all of them, whatever its serial) with beat enabled.
+    consumers: queue -> hosts consuming it over the fleet (celery_fleet_consumers), for
+    celery_workers_required_queues."""
     v = variables
     errors = []
     _broker_url(errors, "celery_workers_broker_url", v["celery_workers_broker_url"])
@@ -365,8 +460,84 @@ def celery_fleet_workers_errors(variables, beat_hosts):
     # Beat: one scheduler per play.
     if to_bool(v["celery_workers_beat_enabled"]) and len(beat_hosts) > 1:
         errors.append(f"celery_workers_beat_enabled: true on {len(beat_hosts)} hosts of this play ({', '.join(beat_hosts)}): enable beat on one host only")
-    _workers(errors, v["celery_workers"])
+    _workers(errors, v["celery_workers"], v["celery_workers_overrides"])
+    _integers(errors, v, ["celery_workers_process_memory_mb"])
+    _integers(errors, v, ["celery_workers_memory_reserve_mb"], zero=True)
+    if v["celery_workers_memory_check"] not in ["fail", "warn"]:
+        errors.append(f"celery_workers_memory_check: '{show(v['celery_workers_memory_check'])}' is not one of fail, warn")
+    required = v["celery_workers_required_queues"]
+    if not _is_list(required):
+        errors.append("celery_workers_required_queues: must be a list of queue names")
+    else:
+        _queue_names(errors, "celery_workers_required_queues", required)
+        for queue in required if consumers is not None else []:
+            if _is_str(queue) and not consumers.get(queue):
+                errors.append(f"celery_workers_required_queues: queue '{show(queue)}' has no consumer on any host of the fleet "
+                              f"(group {show(v['celery_workers_fleet_group'])}); tasks routed there would wait forever: add it to a worker's queues")
     return errors
+
+
+def celery_fleet_workers(workers, overrides, cpus=None):
+    """The host's workers: celery_workers with celery_workers_overrides applied (a worker
+    with present: false left out); with cpus, concurrency and autoscale's max and min
+    resolved to numbers. Expects valid input (preflight)."""
+    out = []
+    for _, w, _ in _compose(workers, overrides):
+        w = dict(w)
+        if cpus is not None and "concurrency" in w:
+            w["concurrency"] = _resolve(w["concurrency"], int(cpus))
+        if cpus is not None and "autoscale" in w:
+            w["autoscale"] = {"max": _resolve(w["autoscale"]["max"], int(cpus)), "min": _resolve(w["autoscale"]["min"], int(cpus))}
+        out.append(w)
+    return out
+
+
+def celery_fleet_consumers(hostvars, hosts, default_workers):
+    """Queue -> sorted hosts with a worker consuming it, over hosts (their inventory variables;
+    default_workers for a host without celery_workers). Entries that are not valid are skipped:
+    their own host's preflight reports them."""
+    consumers = {}
+    for host in hosts:
+        variables = hostvars[host]
+        workers = variables["celery_workers"] if "celery_workers" in variables else default_workers
+        overrides = variables["celery_workers_overrides"] if "celery_workers_overrides" in variables else {}
+        if not _is_list(workers):
+            continue
+        for _, w, _ in _compose(workers, overrides if _is_map(overrides) else {}):
+            queues = (w.get("queues") if "queues" in w else [w.get("queue")]) if _is_map(w) else []
+            for queue in queues if _is_list(queues) else []:
+                if _is_str(queue):
+                    consumers.setdefault(queue, set()).add(host)
+    return {queue: sorted(found) for queue, found in sorted(consumers.items())}
+
+
+def celery_fleet_host_plan(workers, cpus, memory_mb, defaults):
+    """What a host's resolved workers need. defaults: celery_workers_pool, _concurrency,
+    _process_memory_mb and _memory_reserve_mb. A prefork worker is its main process plus
+    one per pool slot (autoscale: max); the other pools run in one process."""
+    rows, errors = [], []
+    for w in workers:
+        pool = w.get("pool", defaults["pool"])
+        if "autoscale" in w:
+            low, high = w["autoscale"]["min"], w["autoscale"]["max"]
+            if low > high:
+                errors.append(f"celery_workers worker '{w['name']}': autoscale max resolves to {high}, below min {low}, on {cpus} CPUs")
+        else:
+            low = high = int(_s(w.get("concurrency", defaults["concurrency"])))
+        processes = high + 1 if pool == "prefork" else 1
+        rows.append({"name": w["name"], "queues": list(w["queues"] if "queues" in w else [w["queue"]]), "pool": pool,
+                     "size": f"{low}..{high}" if "autoscale" in w else str(high), "processes": processes})
+    total = sum(row["processes"] for row in rows)
+    need = total * int(_s(defaults["process_memory_mb"]))
+    available = int(memory_mb) - int(_s(defaults["memory_reserve_mb"]))
+    biggest = max(rows, key=lambda row: row["processes"], default=None)
+    return {"cpus": int(cpus), "memory_mb": int(memory_mb), "workers": rows, "processes": total,
+            "process_memory_mb": int(_s(defaults["process_memory_mb"])), "need_mb": need,
+            "available_mb": available, "fits": need <= available, "errors": errors,
+            "message": (f"{total} processes x {defaults['process_memory_mb']} MB = {need} MB, but MemTotal {memory_mb} MB - "
+                        f"reserve {defaults['memory_reserve_mb']} MB leaves {available} MB"
+                        + (f"; biggest worker '{biggest['name']}': {biggest['processes']} processes ({biggest['pool']} {biggest['size']})"
+                           if biggest else ""))}
 
 
 # --- celery_flower
@@ -448,6 +619,41 @@ def celery_fleet_flower_errors(variables):
     return errors
 
 
+def _table(rows):
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+
+
+def celery_fleet_plan_table(hosts, hostvars):
+    """Lines of the plan: a row per worker of each host (its resolved size and
+    processes) and a total row with the host's memory fit, then per queue the
+    hosts and the total pool size consuming it. A host without a plan (its
+    preflight failed or did not run) is listed as such."""
+    rows = [["HOST", "CPUS", "MEM_MB", "WORKER", "QUEUES", "POOL", "SIZE", "PROCS", "NEED_MB", "FREE_MB", "FIT"]]
+    queues = {}
+    for host in hosts:
+        plan = hostvars[host]["__celery_workers_plan"] if "__celery_workers_plan" in hostvars[host] else None
+        if plan is None:
+            rows.append([host, "-", "-", "(no plan: preflight failed or did not run)"] + [""] * 7)
+            continue
+        for row in plan["workers"]:
+            rows.append([host, plan["cpus"], plan["memory_mb"], row["name"], ",".join(row["queues"]), row["pool"], row["size"],
+                         row["processes"], "", "", ""])
+            low, _, high = row["size"].partition("..")
+            for queue in row["queues"]:
+                entry = queues.setdefault(queue, {"hosts": [], "min": 0, "max": 0})
+                entry["hosts"] += [] if host in entry["hosts"] else [host]
+                entry["min"] += int(low)
+                entry["max"] += int(high or low)
+        rows.append([host, plan["cpus"], plan["memory_mb"], "(total)", "", "", "", plan["processes"], plan["need_mb"],
+                     plan["available_mb"], "yes" if plan["fits"] else "NO"])
+    queue_rows = [["QUEUE", "HOSTS", "TOTAL_SIZE"]]
+    for queue, entry in sorted(queues.items()):
+        total = str(entry["max"]) if entry["min"] == entry["max"] else f"{entry['min']}..{entry['max']}"
+        queue_rows.append([queue, ",".join(entry["hosts"]), total])
+    return _table(rows) + [""] + _table(queue_rows)
+
+
 # --- Template pieces
 
 def systemd_env_quote(value):
@@ -471,6 +677,10 @@ class FilterModule:
         return {
             "celery_fleet_workers_errors": celery_fleet_workers_errors,
             "celery_fleet_flower_errors": celery_fleet_flower_errors,
+            "celery_fleet_workers": celery_fleet_workers,
+            "celery_fleet_consumers": celery_fleet_consumers,
+            "celery_fleet_host_plan": celery_fleet_host_plan,
+            "celery_fleet_plan_table": celery_fleet_plan_table,
             "systemd_env_quote": systemd_env_quote,
             "systemd_unit_hardening": systemd_unit_hardening,
         }

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import all_workers
+from conftest import INVENTORY, WORKER_HOSTS, _vars, all_workers, cpus_of, resolve
 
 EXPECTED = {w["node"]: w for w in all_workers()}
 TASKS_PER_QUEUE = 12
@@ -53,6 +53,22 @@ def test_pool_size_is_the_configured_concurrency(inspect):
         assert len(data["pool"]["processes"]) == EXPECTED[node]["concurrency"], node
         if "max_tasks_per_child" in EXPECTED[node]:
             assert data["pool"]["max-tasks-per-child"] == EXPECTED[node]["max_tasks_per_child"], node
+
+
+def test_a_relative_size_resolves_against_the_hosts_cpus(inspect):
+    """A worker sized {per_cpu: ...} runs with per_cpu x `nproc` of its host (within min and max)."""
+    relative = [(h, e) for h in WORKER_HOSTS for e in _vars(INVENTORY / "host_vars" / f"{h}.yml")["celery_workers"]
+                if isinstance(e.get("concurrency"), dict)]
+    assert relative, "the scenario must size a worker relative to the host's CPUs"
+    stats = broadcast(inspect, "stats")
+    for hostname, entry in relative:
+        expected = resolve(entry["concurrency"], cpus_of(hostname))
+        size = entry["concurrency"]
+        print(f"{entry['name']}@{hostname}: {size} on {cpus_of(hostname)} CPUs -> {expected}")
+        # Not what the role would use without the host's CPU count (its default or min).
+        assert expected != int(size.get("min", 1)), "choose per_cpu so that the resolved size differs from min"
+        pool = stats[f"{entry['name']}@{hostname}"]["pool"]
+        assert pool["max-concurrency"] == expected and len(pool["processes"]) == expected, pool
 
 
 def _consumers(queue):
