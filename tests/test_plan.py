@@ -72,10 +72,10 @@ def test_the_plan_of_a_fleet(tmp_path):
     assert rows[10:] == [["QUEUE", "HOSTS", "TOTAL_SIZE"], ["default", "small,big", str(default + 12)],
                          ["other", "small,big", "2"], ["reports", "big", f"1..{reports}"]]
     # big does not fit: the plan says so, in a warning, instead of stopping.
-    assert tasks["celery_workers : Warn that the workers may not fit in the host's memory"]["big"]["msg"].startswith(
+    assert tasks["celery_fleet.celery.celery_workers : Warn that the workers may not fit in the host's memory"]["big"]["msg"].startswith(
         f"WARNING: big: the workers may not fit in memory: {big_procs} processes x 1000000 MB")
     # broken is refused by the same preflight as site.yml, naming the override.
-    assert "celery_workers_overrides.defualt: no worker named 'defualt'" in tasks["celery_workers : Assert the configuration is valid"]["broken"]["msg"]
+    assert "celery_workers_overrides.defualt: no worker named 'defualt'" in tasks["celery_fleet.celery.celery_workers : Assert the configuration is valid"]["broken"]["msg"]
     # Nothing changed anywhere.
     assert all(stats["changed"] == 0 for stats in data["stats"].values()), data["stats"]
     assert data["stats"]["broken"]["failures"] == 1 and proc.returncode == 2

@@ -106,13 +106,13 @@ def test_pending_change_is_reported_not_made(steady):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     results = results_by_host(proc.stdout)
     # Control: the run saw the change, would write that unit and restart that worker only.
-    (units,) = _result(results["mol-worker1"], "celery_workers : Write the worker units")
+    (units,) = _result(results["mol-worker1"], "celery_fleet.celery.celery_workers : Write the worker units")
     assert changed_items(units) == [first["name"]]
     diff = [r for r in units["results"] if r.get("changed")][0]["diff"]
     assert f"--concurrency={first['concurrency'] + 1}" in str(diff), diff
-    restarts = [r for n, r in results["mol-worker1"] if n.startswith("celery_workers : Restart worker ")]
+    restarts = [r for n, r in results["mol-worker1"] if n.startswith("celery_fleet.celery.celery_workers : Restart worker ")]
     assert [(r.get("name"), r.get("changed")) for r in restarts] == [(f"celery-worker-{first['name']}.service", True)]
-    assert not any(n.startswith("celery_workers : Restart worker ") for n, _ in results["mol-worker2"])
+    assert not any(n.startswith("celery_fleet.celery.celery_workers : Restart worker ") for n, _ in results["mol-worker2"])
     assert not any(r.get("changed") for _, r in results["mol-worker2"]), "mol-worker2 has nothing to change"
     assert_same(before, snapshots())
     assert_same(steady, snapshots())
@@ -137,16 +137,16 @@ def test_fresh_host_in_check_mode_passes_and_changes_nothing(steady):
               for item in (r.get("results") or [r]) if item.get("failed")]
     assert failed, "control: starting the unwritten units must fail (and be ignored)"
     assert all("Could not find the requested service" in msg for _, msg in failed), failed
-    assert {n for n, _ in failed} <= {"celery_workers : Enable and start the workers",
-                                      "celery_workers : Enable and start beat"}, failed
+    assert {n for n, _ in failed} <= {"celery_fleet.celery.celery_workers : Enable and start the workers",
+                                      "celery_fleet.celery.celery_workers : Enable and start beat"}, failed
     # Control: the run would create the account, the directories and both units.
-    for task in ("celery_workers : Create the workers' group", "celery_workers : Create the workers' system user"):
+    for task in ("celery_fleet.celery.celery_workers : Create the workers' group", "celery_fleet.celery.celery_workers : Create the workers' system user"):
         assert [r.get("changed") for r in _result(results, task)] == [True], task
-    (dirs,) = _result(results, "celery_workers : Create the directories")
+    (dirs,) = _result(results, "celery_fleet.celery.celery_workers : Create the directories")
     assert sorted(changed_items(dirs, "path")) == sorted([
         FRESH["celery_workers_base_dir"], FRESH["celery_workers_base_dir"] + "/bin", FRESH["celery_workers_base_dir"] + "/app",
         FRESH["celery_workers_config_dir"], FRESH["celery_workers_state_dir"]])
-    (units,) = _result(results, "celery_workers : Write the worker units")
+    (units,) = _result(results, "celery_fleet.celery.celery_workers : Write the worker units")
     assert changed_items(units) == [w["name"] for w in FRESH["celery_workers"]]
     assert_same(before, snapshots())
     assert_same(steady, snapshots())

@@ -193,7 +193,7 @@ def test_ansible_output_never_shows_the_flower_secrets(monkeypatch):
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-3000:]
     # Control: the file holding the password would change, so its diff path was taken.
-    task = output.split("TASK [celery_flower : Write the environment file", 1)[1].split("TASK [", 1)[0]
+    task = output.split("TASK [celery_fleet.celery.celery_flower : Write the environment file", 1)[1].split("TASK [", 1)[0]
     assert "changed: [mol-worker1]" in task and "censored" in task, task
     for secret in (canary, _flower_password(), broker_password()):
         assert secret not in output

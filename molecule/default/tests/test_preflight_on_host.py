@@ -20,9 +20,9 @@ from ansible_run import podman_host, results_by_host, run_site
 from conftest import workers_of
 
 HOST = "mol-worker1"
-ASSERT_TASK = "celery_workers : Assert the configuration is valid"
-SPEC_TASK = "celery_workers : Validating arguments against arg spec 'main'"
-ROOT_TASK = "celery_workers : Assert the workers' user and group are not root"
+ASSERT_TASK = "celery_fleet.celery.celery_workers : Assert the configuration is valid"
+SPEC_TASK = "celery_fleet.celery.celery_workers : Validating arguments against arg spec 'main'"
+ROOT_TASK = "celery_fleet.celery.celery_workers : Assert the workers' user and group are not root"
 
 SNAPSHOT = r"""
 set -eu
@@ -134,7 +134,7 @@ def test_empty_worker_list_touches_only_the_roles_units(before, foreign_unit, re
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     results = results_by_host(proc.stdout)[HOST]
     assert dict(results)[ASSERT_TASK]["msg"] == "celery_workers preflight passed for 0 worker(s)"
-    stop = dict(results).get("celery_workers : Stop and disable the workers no longer listed", {})
+    stop = dict(results).get("celery_fleet.celery.celery_workers : Stop and disable the workers no longer listed", {})
     stopped = sorted(f"celery-worker-{r['item']}.service" for r in stop.get("results", []) if not r.get("skipped"))
     expected = sorted(f"celery-worker-{w['name']}.service" for w in workers_of(HOST)) if remove_absent else []
     assert stopped == expected
@@ -156,7 +156,7 @@ def test_the_valid_part_alone_would_change_the_host(before):
     proc = run_site(["--limit", HOST, "--check"], json_output=True, host_vars={HOST: {"celery_workers": _bad_list({})[:-1]}})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     results = results_by_host(proc.stdout)[HOST]
-    units = dict(results)["celery_workers : Write the worker units"]
+    units = dict(results)["celery_fleet.celery.celery_workers : Write the worker units"]
     changed = [r["item"]["name"] for r in units["results"] if r.get("changed")]
     assert changed == [workers_of(HOST)[0]["name"]]
     assert snapshot() == before

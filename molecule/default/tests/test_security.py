@@ -222,7 +222,7 @@ def test_ansible_output_never_shows_the_password():
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-3000:]
     # Control: the file holding the password would change, so its diff path was taken.
-    task = output.split("TASK [celery_workers : Write the shared environment file (broker URL)]", 1)[1].split("TASK [", 1)[0]
+    task = output.split("TASK [celery_fleet.celery.celery_workers : Write the shared environment file (broker URL)]", 1)[1].split("TASK [", 1)[0]
     assert "changed: [mol-worker1]" in task and "censored" in task, task
     assert broker_password() not in output
     assert canary not in output

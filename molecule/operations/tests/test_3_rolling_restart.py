@@ -31,7 +31,7 @@ RATE_BEFORE, RATE_DURING = 20.0, 50.0  # short tasks per second
 # minutes after the start, and one must still be running when it does.
 LONG_SECONDS, LONG_EVERY, LONG_MAX = 5, 4.0, 120
 PLAYBOOK_TIMEOUT, RESULTS_TIMEOUT = 300, 180
-HANDLER = b"RUNNING HANDLER [celery_workers : Restart changed celery workers]"
+HANDLER = b"RUNNING HANDLER [celery_fleet.celery.celery_workers : Restart changed celery workers]"
 
 
 @pytest.mark.deadline(600)

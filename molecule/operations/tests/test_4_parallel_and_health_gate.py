@@ -149,7 +149,7 @@ def test_parallel_restart_and_health_gate_failure(tmp_path):
     assert rc2 == 0, output2[-4000:]
     assert recap(output2)[hostname]["failed"] == 0, recap(output2)
     # Control: the first run had the gate's task, this one did not run it.
-    gate = "TASK [celery_workers : Wait for the workers to answer and consume their queues]"
+    gate = "TASK [celery_fleet.celery.celery_workers : Wait for the workers to answer and consume their queues]"
     assert gate in output and gate not in output2
     assert "changed: [" + hostname + "] => (item=broken2)" in output2, output2[-4000:]
     # broken2 was started, is enabled, and keeps failing.

@@ -33,9 +33,9 @@ def _roll(tmp_path, hostname, override, label):
     # Only the application changed: no unit or environment file was rewritten.
     for task in ("Write the worker units", "Write the per-worker environment files",
                  "Write the shared environment file (broker URL)"):
-        section = output.split(f"TASK [celery_workers : {task}]", 1)[1].split("TASK [", 1)[0]
+        section = output.split(f"TASK [celery_fleet.celery.celery_workers : {task}]", 1)[1].split("TASK [", 1)[0]
         assert "changed:" not in section, (task, section)
-    assert f"changed: [{hostname}]" in output.split("TASK [celery_workers : Deploy the application]", 1)[1].split("TASK [", 1)[0]
+    assert f"changed: [{hostname}]" in output.split("TASK [celery_fleet.celery.celery_workers : Deploy the application]", 1)[1].split("TASK [", 1)[0]
 
     after = {n: unit_props(hostname, worker_unit(n), "MainPID")["MainPID"] for n in names}
     assert all(after[n] not in ("0", pids[n]) for n in names), (label, pids, after)
