@@ -51,7 +51,7 @@ def tarball(tmp_path_factory):
 @pytest.fixture(scope="module")
 def installed(tarball, tmp_path_factory):
     dest = tmp_path_factory.mktemp("collections")
-    proc = subprocess.run([str(GALAXY), "collection", "install", str(tarball), "-p", str(dest), "--offline"],
+    proc = subprocess.run([str(GALAXY), "collection", "install", str(tarball), "-p", str(dest), "--offline", "--force"],
                           capture_output=True, text=True, timeout=300, check=False, cwd=dest)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (dest / "ansible_collections" / "celery_fleet" / "celery" / "roles" / "celery_workers" / "tasks" / "main.yml").is_file()

@@ -139,6 +139,7 @@ def _workers_vars(**overrides):
 def _flower_vars(**overrides):
     return {
         "celery_flower_allow_unauthenticated": False,
+        "celery_flower_public_endpoints": False,
         "celery_flower_persistent": False,
         "celery_flower_install_os_packages": True,
         "celery_flower_address": "127.0.0.1",

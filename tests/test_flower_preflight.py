@@ -77,6 +77,13 @@ BAD = [
     Case("port_privileged", {"celery_flower_port": 80}, ["celery_flower_port: must be a TCP port from 1024 to 65535", "got '80'"]),
     Case("port_too_big", {"celery_flower_port": 70000}, ["celery_flower_port: must be a TCP port from 1024 to 65535"]),
     Case("port_not_a_number", {"celery_flower_port": "http"}, ["celery_flower_port: must be a TCP port"], spec=["celery_flower_port"]),
+    Case("address_public_without_ack", {"celery_flower_address": "0.0.0.0"},
+         ["celery_flower_address: '0.0.0.0' is not a loopback address", "/metrics", "/healthcheck without authentication",
+          "set celery_flower_public_endpoints: true"]),
+    Case("address_lan_without_ack", {"celery_flower_address": "10.0.0.5"}, ["celery_flower_address: '10.0.0.5' is not a loopback address"]),
+    Case("address_ipv6_any_without_ack", {"celery_flower_address": "::"}, ["celery_flower_address: '::' is not a loopback address"]),
+    Case("public_endpoints_not_a_bool", {"celery_flower_address": "0.0.0.0", "celery_flower_public_endpoints": "sure"},
+         ["celery_flower_public_endpoints: must be true or false, got 'sure'"], spec=["celery_flower_public_endpoints"]),
     Case("address_newline", {"celery_flower_address": "127.0.0.1\n--debug"},
          ["celery_flower_address: '127.0.0.1\\n--debug' is not an IPv4 or IPv6 address or a host name"]),
     Case("address_with_space", {"celery_flower_address": "127.0.0.1 --debug"}, ["celery_flower_address: '127.0.0.1 --debug' is not"]),
@@ -140,8 +147,11 @@ GOOD = {
         "celery_flower_config_dir": "/srv/flower-etc",
         "celery_flower_state_dir": "/srv/flower-state",
     },
-    "hostname_address": {"celery_flower_address": "flower.internal.example.org", "celery_flower_port": 1024},
-    "wildcard_address": {"celery_flower_address": "0.0.0.0"},
+    "hostname_address": {"celery_flower_address": "flower.internal.example.org", "celery_flower_port": 1024,
+                         "celery_flower_public_endpoints": True},
+    "wildcard_address": {"celery_flower_address": "0.0.0.0", "celery_flower_public_endpoints": True},
+    "loopback_other": {"celery_flower_address": "127.0.0.2"},
+    "localhost": {"celery_flower_address": "localhost"},
 }
 
 

@@ -57,6 +57,7 @@ MODULE_RE = r"^[A-Za-z_][A-Za-z0-9_.]*(:[A-Za-z_][A-Za-z0-9_.]*)?\Z"
 IPV4_RE = r"^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\Z"
 IPV6_RE = r"^[0-9A-Fa-f]{0,4}(:[0-9A-Fa-f]{0,4}){2,7}\Z"
 HOSTNAME_RE = r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\Z"
+LOOPBACK_RE = r"^(127\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}|::1|localhost)\Z"
 URL_PREFIX_RE = r"^/?[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*/?\Z"
 # user:password@ in a URL: credentials belong in the environment file only.
 CREDS_RE = r"://[^/@\s]*:[^/@\s]*@"
@@ -578,11 +579,16 @@ def celery_fleet_flower_errors(variables):
     v = variables
     errors = []
     users = v["celery_flower_basic_auth"]
-    _booleans(errors, v, ["celery_flower_allow_unauthenticated", "celery_flower_persistent", "celery_flower_install_os_packages"])
+    _booleans(errors, v, ["celery_flower_allow_unauthenticated", "celery_flower_public_endpoints", "celery_flower_persistent",
+                          "celery_flower_install_os_packages"])
     # Listening address and port
     addr, port = v["celery_flower_address"], v["celery_flower_port"]
     if not _is_str(addr) or not (_match(IPV4_RE, addr) or _match(IPV6_RE, addr) or (_match(HOSTNAME_RE, addr) and not _match(r"^[0-9.]+\Z", addr))):
         errors.append(f"celery_flower_address: '{show(addr)}' is not an IPv4 or IPv6 address or a host name")
+    elif not _match(LOOPBACK_RE, addr) and not to_bool(v["celery_flower_public_endpoints"]):
+        errors.append(f"celery_flower_address: '{show(addr)}' is not a loopback address, and Flower serves /metrics (worker and task names) "
+                      "and /healthcheck without authentication to anyone who reaches it: keep 127.0.0.1 behind a reverse proxy or an SSH "
+                      "tunnel, or set celery_flower_public_endpoints: true")
     if not _positive_int(port) or not 1024 <= int(_s(port)) <= 65535:
         errors.append("celery_flower_port: must be a TCP port from 1024 to 65535 (Flower has no capability to bind a lower one), "
                       f"got '{show(port)}'")
