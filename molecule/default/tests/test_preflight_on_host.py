@@ -23,6 +23,7 @@ HOST = "mol-worker1"
 ASSERT_TASK = "celery_fleet.celery.celery_workers : Assert the configuration is valid"
 SPEC_TASK = "celery_fleet.celery.celery_workers : Validating arguments against arg spec 'main'"
 ROOT_TASK = "celery_fleet.celery.celery_workers : Assert the workers' user and group are not root"
+FIT_TASK = "celery_fleet.celery.celery_workers : Assert the workers fit in the host's memory"
 
 SNAPSHOT = r"""
 set -eu
@@ -63,6 +64,9 @@ BAD = {
                        ASSERT_TASK, "field name is a duplicate"),
     "unknown_key": ({"celery_workers": _bad_list({"name": "extra", "queues": ["x"], "colour": "red"})},
                     SPEC_TASK, "celery_workers.colour"),
+    # Refused after reading the host (nproc, MemTotal), still before any change.
+    "does_not_fit_in_memory": ({"celery_workers": _bad_list({"name": "big", "queues": ["x"], "concurrency": {"per_cpu": 2000}})},
+                               FIT_TASK, "the workers do not fit in memory"),
     "user_root": ({"celery_workers_user": "root", "celery_workers": _bad_list({"name": "extra", "queues": ["x"]})},
                   ASSERT_TASK, "celery_workers_user: workers must not run as root"),
 }
