@@ -527,7 +527,7 @@ def celery_fleet_host_plan(workers, cpus, memory_mb, defaults):
             low = high = int(_s(w.get("concurrency", defaults["concurrency"])))
         processes = high + 1 if pool == "prefork" else 1
         rows.append({"name": w["name"], "queues": list(w["queues"] if "queues" in w else [w["queue"]]), "pool": pool,
-                     "size": f"{low}..{high}" if "autoscale" in w else str(high), "processes": processes})
+                     "min": low, "max": high, "size": f"{low}..{high}" if "autoscale" in w else str(high), "processes": processes})
     total = sum(row["processes"] for row in rows)
     need = total * int(_s(defaults["process_memory_mb"]))
     available = int(memory_mb) - int(_s(defaults["memory_reserve_mb"]))
@@ -645,12 +645,12 @@ def celery_fleet_plan_table(hosts, hostvars):
         for row in plan["workers"]:
             rows.append([host, plan["cpus"], plan["memory_mb"], row["name"], ",".join(row["queues"]), row["pool"], row["size"],
                          row["processes"], "", "", ""])
-            low, _, high = row["size"].partition("..")
             for queue in row["queues"]:
                 entry = queues.setdefault(queue, {"hosts": [], "min": 0, "max": 0})
-                entry["hosts"] += [] if host in entry["hosts"] else [host]
-                entry["min"] += int(low)
-                entry["max"] += int(high or low)
+                if host not in entry["hosts"]:
+                    entry["hosts"].append(host)
+                entry["min"] += row["min"]
+                entry["max"] += row["max"]
         rows.append([host, plan["cpus"], plan["memory_mb"], "(total)", "", "", "", plan["processes"], plan["need_mb"],
                      plan["available_mb"], "yes" if plan["fits"] else "NO"])
     queue_rows = [["QUEUE", "HOSTS", "TOTAL_SIZE"]]
