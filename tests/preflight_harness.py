@@ -48,6 +48,16 @@ def ansible_env() -> dict[str, str]:
     }
 
 
+def results_by_host(data: dict) -> dict[str, list[tuple[str, dict]]]:
+    """(task name, result) of each host, in order, from the ansible.posix.json callback's output."""
+    by_host: dict[str, list[tuple[str, dict]]] = {}
+    for play in data["plays"]:
+        for task in play["tasks"]:
+            for host, result in task["hosts"].items():
+                by_host.setdefault(host, []).append((task["task"]["name"], result))
+    return by_host
+
+
 def task_is(name: str, prefix: str) -> bool:
     """Ansible may suffix a task name (" - item ...")."""
     return name == prefix or name.startswith(prefix + " - ")
@@ -109,12 +119,8 @@ class RolePreflight:
             data = json.loads(proc.stdout)
         except json.JSONDecodeError:
             pytest.fail(f"no JSON from ansible-playbook (rc={proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-        by_host: dict[str, list] = {}
-        for play in data["plays"]:
-            for task in play["tasks"]:
-                for host, result in task["hosts"].items():
-                    by_host.setdefault(host, []).append((task["task"]["name"], result))
-        return {"rc": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr, "stats": data["stats"], "by_host": by_host}
+        return {"rc": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr, "stats": data["stats"],
+                "by_host": results_by_host(data)}
 
     def assert_refused(self, run: dict, host: str, mode: str, expect: list[str], spec: list[str] | None,
                        task: str | None = None) -> None:

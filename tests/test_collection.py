@@ -28,7 +28,7 @@ import tarfile
 import pytest
 import yaml
 
-from preflight_harness import ANSIBLE_PLAYBOOK, ROOT
+from preflight_harness import ANSIBLE_PLAYBOOK, ROOT, results_by_host
 
 GALAXY = ANSIBLE_PLAYBOOK.parent / "ansible-galaxy"
 LOCAL = {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"}
@@ -109,11 +109,7 @@ def _run_fqcn(work, collections_path):
 def test_fqcn_roles_run_from_the_installed_collection(installed, tmp_path):
     proc = _run_fqcn(tmp_path, installed)
     data = json.loads(proc.stdout)
-    results = {}
-    for play in data["plays"]:
-        for task in play["tasks"]:
-            for host, result in task["hosts"].items():
-                results.setdefault(host, {})[task["task"]["name"]] = result
+    results = {host: dict(tasks) for host, tasks in results_by_host(data).items()}
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert results["good"]["celery_fleet.celery.celery_workers : Assert the configuration is valid"]["msg"] == "celery_workers preflight passed for 1 worker(s)"
     assert any(name.startswith("celery_fleet.celery.celery_workers : Validating arguments against arg spec") for name in results["good"])

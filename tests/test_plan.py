@@ -17,7 +17,7 @@ import subprocess
 
 import yaml
 
-from preflight_harness import ANSIBLE_PLAYBOOK, ROOT, ansible_env
+from preflight_harness import ANSIBLE_PLAYBOOK, ROOT, ansible_env, results_by_host
 
 LOCAL = {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"}
 FLEET = [
@@ -41,18 +41,17 @@ def _run(tmp_path):
                           cwd=tmp_path, env={**ansible_env(), "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"},
                           capture_output=True, text=True, timeout=300, check=False)
     data = json.loads(proc.stdout)
-    tasks = {t["task"]["name"]: t["hosts"] for play in data["plays"] for t in play["tasks"]}
-    return proc, data, tasks
+    return proc, data, {host: dict(tasks) for host, tasks in results_by_host(data).items()}
 
 
 def test_the_plan_of_a_fleet(tmp_path):
-    proc, data, tasks = _run(tmp_path)
+    proc, data, results = _run(tmp_path)
     cpus = len(os.sched_getaffinity(0))
     memory = int(next(line.split()[1] for line in pathlib.Path("/proc/meminfo").read_text().splitlines()
                       if line.startswith("MemTotal:"))) // 1024
     default = min(max(2 * cpus, 2), 16)
     reports = min(cpus, 8)
-    lines = tasks["Show the plan"]["localhost"]["msg"]
+    lines = results["localhost"]["Show the plan"]["msg"]
     rows = [line.split() for line in lines]
     assert rows[0] == ["HOST", "CPUS", "MEM_MB", "WORKER", "QUEUES", "POOL", "SIZE", "PROCS", "NEED_MB", "FREE_MB", "FIT"]
     host = [str(cpus), str(memory)]
@@ -72,10 +71,10 @@ def test_the_plan_of_a_fleet(tmp_path):
     assert rows[10:] == [["QUEUE", "HOSTS", "TOTAL_SIZE"], ["default", "small,big", str(default + 12)],
                          ["other", "small,big", "2"], ["reports", "big", f"1..{reports}"]]
     # big does not fit: the plan says so, in a warning, instead of stopping.
-    assert tasks["celery_fleet.celery.celery_workers : Warn that the workers may not fit in the host's memory"]["big"]["msg"].startswith(
+    assert results["big"]["celery_fleet.celery.celery_workers : Warn that the workers may not fit in the host's memory"]["msg"].startswith(
         f"WARNING: big: the workers may not fit in memory: {big_procs} processes x 1000000 MB")
     # broken is refused by the same preflight as site.yml, naming the override.
-    assert "celery_workers_overrides.defualt: no worker named 'defualt'" in tasks["celery_fleet.celery.celery_workers : Assert the configuration is valid"]["broken"]["msg"]
+    assert "celery_workers_overrides.defualt: no worker named 'defualt'" in results["broken"]["celery_fleet.celery.celery_workers : Assert the configuration is valid"]["msg"]
     # Nothing changed anywhere.
     assert all(stats["changed"] == 0 for stats in data["stats"].values()), data["stats"]
     assert data["stats"]["broken"]["failures"] == 1 and proc.returncode == 2
