@@ -15,6 +15,7 @@ test sends a fixed number of tasks.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import json
 import os
@@ -54,11 +55,29 @@ def setting(name: str):
     raise KeyError(name)
 
 
+@functools.cache
+def host_cpus() -> int:
+    """What `nproc` says on the worker host: the CPUs relative sizes are resolved against."""
+    return int(testinfra.get_host(f"podman://{WORKER_HOST}").check_output("nproc"))
+
+
+def resolve(size) -> int:
+    """A size of the inventory as a number, from the documented rule (per_cpu x CPUs
+    rounded down, at least min (default 1), at most max), not from the role's filter."""
+    if not isinstance(size, dict):
+        return int(size)
+    return min(max(int(float(size["per_cpu"]) * host_cpus()), int(size.get("min", 1))), int(size.get("max", 10**9)))
+
+
 def worker(name: str) -> dict:
-    """The inventory entry of worker name, normalised (queues, node, unit, pool, concurrency)."""
+    """The inventory entry of worker name as the host should run it: its
+    celery_workers_overrides applied, sizes resolved, normalised (queues, node,
+    unit, pool, concurrency)."""
     for entry in HOST_VARS["celery_workers"]:
         if entry["name"] == name:
-            out = dict(entry)
+            out = {**entry, **HOST_VARS.get("celery_workers_overrides", {}).get(name, {})}
+            if "autoscale" in out:
+                out["autoscale"] = {bound: resolve(size) for bound, size in out["autoscale"].items()}
             out["queues"] = list(entry["queues"] if "queues" in entry else [entry["queue"]])
             out["queue"] = out["queues"][0]
             out["node"] = f"{name}@{WORKER_HOST}"

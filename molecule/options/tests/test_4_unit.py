@@ -91,6 +91,8 @@ def test_loglevel_debug(optapp):
 def test_loglevel_warning(optapp):
     w = worker("quietlog")
     assert w["loglevel"].lower() == "warning"
+    # The entry says debug; warning comes from celery_workers_overrides, which this proves applied.
+    assert next(e for e in HOST_VARS["celery_workers"] if e["name"] == "quietlog")["loglevel"] == "debug"
     tag = uuid.uuid4().hex[:8]
     optapp.log.apply_async(("info", f"info-marker-{tag}"), queue=w["queue"]).get(timeout=30)
     optapp.log.apply_async(("warning", f"warning-marker-{tag}"), queue=w["queue"]).get(timeout=30)
