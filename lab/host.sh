@@ -313,7 +313,13 @@ cmd_rm() {
     local name="$1" t
     t="$(now)"
     if exists "$name"; then
-        podman rm --force --time 10 "$name" >/dev/null
+        # systemd in the container gets SIGRTMIN+3 and 20 s to stop (RabbitMQ can be
+        # slow); podman then sends SIGKILL and can lose a race with a container that
+        # exits at that moment ("container state improper: stopped"): remove again.
+        if ! podman rm --force --time 20 "$name" >/dev/null; then
+            sleep 1
+            ! exists "$name" || podman rm --force --time 0 "$name" >/dev/null
+        fi
         log "$name: removed in $(elapsed "$t")"
     else
         log "$name: not present"
