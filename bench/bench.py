@@ -7,11 +7,14 @@ bench/results/<stamp>/{results.json,RESULTS.md,bench.png,logs/}.
 from __future__ import annotations
 
 import argparse
+import collections
 import datetime
 import importlib.util
 import json
 import os
 import platform
+import re
+import resource
 import secrets
 import shutil
 import string
@@ -30,14 +33,21 @@ HOST_IMAGE = os.environ.get("LAB_HOST_IMAGE", "localhost/celery-lab-host:bookwor
 BROKER_IMAGE = os.environ.get("LAB_BROKER_IMAGE", "localhost/celery-lab-broker:bookworm")
 BROKER = "bench-broker"
 PORTS = {"amqp": 5675, "management": 15675, "dist": 25675, "epmd": 4372}
+SSH_PORT_BASE = 2240  # bench-wN: sshd on 127.0.0.1:2240+N
+SSH_DIR = ROOT / ".lab" / "ssh" / "bench"
 PASSWORD_FILE = ROOT / ".lab" / "bench_broker_password"
 WHEELHOUSE = RESULTS / "wheelhouse"
 HOST_WHEELS = "/opt/bench-wheels"
-CELERY_VERSION = "5.7.0"
-PLAYBOOKS = {"role": ROOT / "playbooks" / "site.yml", "baseline": BENCH / "baseline.yml"}
+CELERY_FROM, CELERY_TO = "5.6.3", "5.7.0"  # fresh installs CELERY_FROM; the "upgrade" step moves to CELERY_TO
+FLOWER_VERSION = "2.2.0"
+EXTRA_PIP = "humanize==4.17.0"  # the application's extra requirement
+WHEEL_SPECS = [f"celery=={CELERY_FROM}", f"celery=={CELERY_TO}", f"flower=={FLOWER_VERSION}", EXTRA_PIP]
+PLAYBOOKS = {"role": ROOT / "site.yml", "baseline": BENCH / "baseline.yml"}
+STEPS = ("fresh", "noop", "change", "app", "upgrade", "remove")
 THROUGHPUT_TASKS = 5000
+LOAD_RATE, LOAD_MAX = 20.0, 3000  # tasks/s and at most this many, during "app" on cells with 16 workers/host
 REPEAT = 3  # no-op re-converges per cell; the table shows the median
-BASELINE_REPEAT = 1  # the baseline restarts every worker on each run: slow, and far from the role either way
+BASELINE_REPEAT = 1
 T0 = time.monotonic()
 
 
@@ -53,6 +63,7 @@ def run(cmd, check=True, timeout=600, **kw) -> subprocess.CompletedProcess:
 
 
 def pexec(host: str, script: str, timeout=120) -> str:
+    """Measurement and set-up only (journals, wipe), never inside a timed playbook run."""
     return run(["podman", "exec", host, "bash", "-c", script], timeout=timeout).stdout
 
 
@@ -79,63 +90,118 @@ def broker_url() -> str:
 
 
 def ensure_wheelhouse() -> None:
-    if not any(WHEELHOUSE.glob(f"celery-{CELERY_VERSION}-*.whl")):
-        log(f"downloading celery=={CELERY_VERSION} and its dependencies into {WHEELHOUSE}")
-        run([str(VENV_BIN / "pip"), "download", "-q", "-d", str(WHEELHOUSE), f"celery=={CELERY_VERSION}"], timeout=600)
+    stamp = WHEELHOUSE / ".specs"
+    if stamp.exists() and stamp.read_text().split() == WHEEL_SPECS:
+        return
+    for spec in WHEEL_SPECS:  # one download per spec: two Celery versions do not resolve together
+        log(f"downloading {spec} and its dependencies into {WHEELHOUSE}")
+        run([str(VENV_BIN / "pip"), "download", "-q", "-d", str(WHEELHOUSE), spec], timeout=600)
+    stamp.write_text("\n".join(WHEEL_SPECS) + "\n")
+
+
+def ssh_key() -> Path:
+    """A key pair for this run (never committed: .lab/ is ignored)."""
+    key = SSH_DIR / "id_ed25519"
+    SSH_DIR.mkdir(parents=True, exist_ok=True)
+    SSH_DIR.chmod(0o700)
+    for f in (key, key.with_suffix(".pub")):
+        f.unlink(missing_ok=True)
+    run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "bench", "-f", str(key)])
+    return key
 
 
 def host_names(n: int) -> list[str]:
     return [f"bench-w{i}" for i in range(1, n + 1)]
 
 
-def start_containers(names: list[str], broker: bool = False) -> None:
+def ssh_port(host: str) -> int:
+    return SSH_PORT_BASE + int(host.rsplit("w", 1)[1])
+
+
+def start_containers(names: list[str], key: Path | None = None) -> None:
     def start(name):
-        args = [str(ROOT / "lab" / "host.sh"), "start", name, BROKER_IMAGE if broker else HOST_IMAGE]
-        run(args + (["--broker"] if broker else []), timeout=300)
-        if not broker:
-            run(["podman", "exec", name, "rm", "-rf", HOST_WHEELS])
-            run(["podman", "cp", str(WHEELHOUSE), f"{name}:{HOST_WHEELS}"])
+        if key is None:
+            run([str(ROOT / "lab" / "host.sh"), "start", name, BROKER_IMAGE, "--broker"], timeout=300)
+            return
+        run([str(ROOT / "lab" / "host.sh"), "start", name, HOST_IMAGE,
+             "--ssh-port", str(ssh_port(name)), "--ssh-pubkey", f"{key}.pub"], timeout=300)
+        run(["podman", "exec", name, "rm", "-rf", HOST_WHEELS])
+        run(["podman", "cp", str(WHEELHOUSE), f"{name}:{HOST_WHEELS}"])
     parallel(start, names)
 
 
-CONNECTION = "podman_pipelined"
+def write_app(directory: Path, revision: int) -> Path:
+    """The application as a directory: files/celery_app.py plus a module that
+    uses the extra requirement; `revision` > 0 appends a comment (a change)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    text = (ROOT / "files" / "celery_app.py").read_text()
+    (directory / "celery_app.py").write_text(text + (f"# bench revision {revision}\n" if revision else ""))
+    (directory / "bench_extra.py").write_text('"""Uses the extra pip requirement."""\n\nimport humanize\n\n'
+                                              'SIZE = humanize.naturalsize(1 << 20)\n')
+    return directory
 
 
-def write_inventory(path: Path, hosts: list[str], workers: int, change: bool = False, extra: dict | None = None,
-                    host_workers: dict | None = None) -> Path:
-    """An inventory of `hosts` with `workers` workers each (concurrency 1, solo)."""
+def fleet(hosts: list[str], workers: int, state: dict) -> dict[str, list[dict]]:
+    """host -> its workers: concurrency 1, solo, half on `default`, half on `other`."""
+    if state.get("fleet"):
+        return {h: state["fleet"] for h in hosts}
+    out = {}
+    for i, h in enumerate(hosts):
+        ws = [{"name": f"w{j:02d}", "queues": ["default" if j % 2 == 0 else "other"], "concurrency": 1,
+               "pool": "solo", "extra_args": ["--without-gossip", "--without-mingle"]} for j in range(workers)]
+        if i == 0 and state.get("change"):
+            ws[0] = dict(ws[0], env={"BENCH_REVISION": "2"})
+        if i == 0 and state.get("remove"):
+            ws = ws[:-1]
+        out[h] = ws
+    return out
+
+
+def write_inventory(path: Path, hosts: list[str], workers: int, state: dict, key: Path) -> Path:
+    """An inventory of `hosts` with `workers` workers each, beat and Flower on the first host."""
     path.mkdir(parents=True, exist_ok=True)
-    (path / "host_vars").mkdir(exist_ok=True)
-    for old in (path / "host_vars").glob("*.json"):
-        old.unlink()
-    inv = {"all": {"vars": {"ansible_connection": CONNECTION,
-                            "ansible_python_interpreter": "/usr/bin/python3"},
-                   "children": {"broker": {"hosts": {BROKER: {}}},
-                                "celery_workers": {"hosts": {h: {} for h in hosts}}}}}
+    for sub in ("host_vars", "group_vars"):
+        (path / sub).mkdir(exist_ok=True)
+        for old in (path / sub).glob("*.json"):
+            old.unlink()
+    inv = {"all": {"children": {"broker": {"hosts": {BROKER: {}}},
+                                "celery_workers": {"hosts": {h: {} for h in hosts}},
+                                "celery_flower": {"hosts": {h: {} for h in hosts[:1]}}}}}
     (path / "hosts.json").write_text(json.dumps(inv, indent=1))
-    group = {
+    common = {
         "lab_broker_amqp_port": PORTS["amqp"], "lab_broker_management_port": PORTS["management"],
         "lab_broker_dist_port": PORTS["dist"], "lab_broker_epmd_port": PORTS["epmd"],
         "lab_broker_vhost": "celery", "lab_broker_user": "celery", "lab_broker_password": password(),
+        "ansible_python_interpreter": "/usr/bin/python3",
         "celery_workers_broker_url": broker_url(),
-        "celery_workers_celery_version": CELERY_VERSION,
+    }
+    (path / "group_vars" / "all.json").write_text(json.dumps(dict(common, ansible_connection="containers.podman.podman"),
+                                                             indent=1))
+    wheels = {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": HOST_WHEELS}
+    workers_vars = {
+        # Reached as production hosts are: SSH as `deploy`, sudo (the playbooks' become).
+        "ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_user": "deploy",
+        "ansible_ssh_private_key_file": str(key),
+        "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
+                                   "-o LogLevel=ERROR -o IdentitiesOnly=yes",
+        "celery_workers_celery_version": state.get("celery", CELERY_FROM),
+        "celery_workers_app_src": f"{state['app_dir']}/",
+        "celery_workers_pip_packages": [EXTRA_PIP],
         # "fresh" installs come from a local wheelhouse copied into each host, not PyPI.
-        "celery_workers_pip_environment": {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": HOST_WHEELS},
+        "celery_workers_pip_environment": wheels,
         "celery_workers_health_timeout": 120,
         "celery_workers_stop_timeout": 30,
+        "celery_workers_memory_check": "warn",
     }
-    group.update(extra or {})
-    (path / "group_vars").mkdir(exist_ok=True)
-    (path / "group_vars" / "all.json").write_text(json.dumps(group, indent=1))
-    for i, h in enumerate(hosts):
-        if host_workers is not None:
-            ws = host_workers
-        else:
-            ws = [{"name": f"w{j:02d}", "queues": ["default" if j % 2 == 0 else "other"], "concurrency": 1,
-                   "pool": "solo", "extra_args": ["--without-gossip", "--without-mingle"]} for j in range(workers)]
-            if change and i == 0:
-                ws[0] = dict(ws[0], env={"BENCH_REVISION": "2"})
-        (path / "host_vars" / f"{h}.json").write_text(json.dumps({"celery_workers": ws}, indent=1))
+    (path / "group_vars" / "celery_workers.json").write_text(json.dumps(workers_vars, indent=1))
+    flower_vars = {"celery_flower_basic_auth": [{"user": "bench", "password": password()}],
+                   "celery_flower_pip_environment": wheels, "celery_flower_version": FLOWER_VERSION}
+    (path / "group_vars" / "celery_flower.json").write_text(json.dumps(flower_vars, indent=1))
+    for i, (h, ws) in enumerate(fleet(hosts, workers, state).items()):
+        hv = {"ansible_port": ssh_port(h), "celery_workers": ws}
+        if i == 0:
+            hv["celery_workers_beat_enabled"] = True
+        (path / "host_vars" / f"{h}.json").write_text(json.dumps(hv, indent=1))
     return path
 
 
@@ -144,47 +210,52 @@ def ansible_env() -> dict:
     env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '')}"
     env["ANSIBLE_CONFIG"] = str(ROOT / "ansible.cfg")
     env["ANSIBLE_CALLBACK_PLUGINS"] = str(BENCH / "callback_plugins")
-    env["ANSIBLE_CONNECTION_PLUGINS"] = str(BENCH / "connection_plugins")
-    env["ANSIBLE_CALLBACKS_ENABLED"] = "bench_count"
+    # bench_count: counts and health-gate times; profile_tasks: where the time goes (in each log).
+    env["ANSIBLE_CALLBACKS_ENABLED"] = "bench_count,ansible.posix.profile_tasks"
+    env["PROFILE_TASKS_TASK_OUTPUT_LIMIT"] = "12"
     env["ANSIBLE_NOCOLOR"] = "1"
     env.pop("ANSIBLE_STDOUT_CALLBACK", None)
     return env
 
 
-def playbook(pb: Path, inventory: Path, logfile: Path, timeout=1800) -> dict:
-    """Run a playbook; return wall time and the counts of the bench_count callback."""
+def playbook(pb: Path, inventory: Path, logfile: Path, timeout=2400) -> dict:
+    """Run a playbook; return wall time, controller CPU and the counts of the bench_count callback."""
     count_file = logfile.with_suffix(".count.json")
     count_file.unlink(missing_ok=True)
     env = ansible_env()
     env["BENCH_COUNT_FILE"] = str(count_file)
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.monotonic()
     with open(logfile, "w", encoding="utf-8") as out:
         rc = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), str(pb)], cwd=ROOT, env=env,
                             stdout=out, stderr=subprocess.STDOUT, timeout=timeout, check=False).returncode
     wall = time.monotonic() - t
-    counts = json.loads(count_file.read_text())["total"] if count_file.exists() else {}
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    counts = json.loads(count_file.read_text()) if count_file.exists() else {"total": {}}
     if rc != 0:
         raise RuntimeError(f"{pb.name} failed (rc {rc}), see {logfile}:\n" + "".join(logfile.read_text().splitlines(True)[-40:]))
-    return dict(counts, wall=round(wall, 2), rc=rc)
+    return dict(counts["total"], wall=round(wall, 2), rc=rc, health=counts.get("health", []),
+                cpu=round(cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime, 1))
 
 
-def setup_broker(workdir: Path) -> None:
+def setup_broker(workdir: Path, key: Path) -> None:
     log("starting bench-broker")
-    start_containers([BROKER], broker=True)
-    inv = write_inventory(workdir / "inv-broker", [], 0)
+    start_containers([BROKER])
+    inv = write_inventory(workdir / "inv-broker", [], 0, {"app_dir": workdir / "app"}, key)
     playbook(ROOT / "lab" / "broker.yml", inv, workdir / "logs" / "broker.log", timeout=600)
 
 
 # --------------------------------------------------------------------------- hosts
 
 WIPE = r"""
-units=$(systemctl list-units --all --plain --no-legend 'celery-worker-*' 'celery-beat.service' | awk '{print $1}')
+units=$(systemctl list-units --all --plain --no-legend 'celery-worker-*' 'celery-beat.service' 'celery-flower.service' | awk '{print $1}')
 [ -n "$units" ] && systemctl stop $units
 rm -f /etc/systemd/system/celery-worker-*.service /etc/systemd/system/celery-beat.service \
-      /etc/systemd/system/multi-user.target.wants/celery-*
+      /etc/systemd/system/celery-flower.service /etc/systemd/system/multi-user.target.wants/celery-*
+rm -rf /etc/systemd/system/celery-worker-*.service.d
 systemctl daemon-reload
 systemctl reset-failed
-rm -rf /opt/celery /etc/celery /var/lib/celery
+rm -rf /opt/celery /etc/celery /var/lib/celery /opt/celery-flower /etc/celery-flower /var/lib/celery-flower
 userdel celery 2>/dev/null; groupdel celery 2>/dev/null
 true
 """
@@ -203,43 +274,175 @@ def cursor(host: str) -> str:
 STARTS = r"""journalctl -q --after-cursor='{c}' _PID=1 -o cat | grep -c '^Started celery-worker-' || true
 systemctl list-units --plain --no-legend --state=active 'celery-worker-*' | wc -l"""
 
+# Worker (re)starts since the cursor, with times: systemd's Stopping/Started
+# lines and each worker's "<name>@<host> ready." (consuming).
+WINDOWS = r"""journalctl -q --after-cursor='{c}' -o short-unix _PID=1 | grep -E ' (Stopping|Started) celery-worker-' || true
+journalctl -q --after-cursor='{c}' -o short-unix -u 'celery-worker-*' --grep '@[^ ]+ ready\.' || true"""
+
 
 def starts(hosts: list[str], cursors: list[str]) -> tuple[int, int]:
     outs = parallel(lambda hc: pexec(hc[0], STARTS.format(c=hc[1])).split(), zip(hosts, cursors))
     return sum(int(o[0]) for o in outs), sum(int(o[1]) for o in outs)
 
 
-def measured(pb: Path, hosts: list[str], inventory: Path, logfile: Path) -> dict:
+def windows(host: str, cur: str) -> dict[str, list[float]]:
+    """worker name -> [stopping, ready] of its restart since the cursor (None when it did not stop)."""
+    out: dict[str, list] = {}
+    for line in pexec(host, WINDOWS.format(c=cur)).splitlines():
+        parts = line.split()
+        if len(parts) < 4:
+            continue
+        ts = float(parts[0])
+        m = re.search(r"(Stopping|Started) celery-worker-(\S+)\.service", line)
+        if m:
+            w = out.setdefault(m.group(2), [None, None])
+            if m.group(1) == "Stopping" and w[0] is None:
+                w[0] = ts
+            continue
+        m = re.search(r"(\S+)@\S+ ready\.", line)
+        if m:
+            w = out.setdefault(m.group(1), [None, None])
+            w[1] = ts if w[1] is None else max(w[1], ts)
+    return out
+
+
+def roll_stats(fleet_map: dict[str, list[dict]], wins: dict[str, dict]) -> dict:
+    """From the (stopping, ready) windows: most workers down at once (per host and fleet-wide)
+    and, per queue with two or more consumers, the longest time none was consuming."""
+    down = [(h, name, w[0], w[1]) for h, ws in wins.items() for name, w in ws.items() if w[0] and w[1]]
+
+    def most_at_once(ivs):
+        pts = sorted([(a, 1) for _, _, a, _ in ivs] + [(b, -1) for _, _, _, b in ivs])
+        cur = best = 0
+        for _, d in pts:
+            cur += d
+            best = max(best, cur)
+        return best
+    per_host = max([most_at_once([d for d in down if d[0] == h]) for h in wins] or [0])
+    gaps = {}
+    for queue in sorted({q for ws in fleet_map.values() for w in ws for q in w["queues"]}):
+        consumers = [(h, w["name"]) for h, ws in fleet_map.items() for w in ws if queue in w["queues"]]
+        if len(consumers) < 2:
+            continue
+        ivs = [d for d in down if (d[0], d[1]) in consumers]
+        if len(ivs) < len(consumers):  # one consumer never stopped: the queue always had it
+            gaps[queue] = 0.0
+            continue
+        # all consumers down at once: the intersection of their windows
+        gaps[queue] = round(max(0.0, min(d[3] for d in ivs) - max(d[2] for d in ivs)), 2)
+    return {"down_per_host": per_host, "down_fleet": most_at_once(down), "gap": max(gaps.values(), default=0.0),
+            "gaps": gaps}
+
+
+def measured(pb: Path, hosts: list[str], inventory: Path, logfile: Path, fleet_map=None, load=None) -> dict:
     cur = parallel(cursor, hosts)
-    res = playbook(pb, inventory, logfile)
+    if load is not None:
+        load.start()
+    try:
+        res = playbook(pb, inventory, logfile)
+    finally:
+        if load is not None:
+            load.stop()
     res["restarts"], res["active"] = starts(hosts, cur)
+    if fleet_map is not None:
+        wins = dict(zip(hosts, parallel(lambda hc: windows(*hc), zip(hosts, cur))))
+        res["roll"] = roll_stats(fleet_map, wins)
+    if load is not None:
+        res["load"] = load.result()
     return res
+
+
+# --------------------------------------------------------------------------- load during a roll
+
+class Load:
+    """Sends celery_app.sleep(0.01, token) at LOAD_RATE/s to `default` and `other`
+    while the playbook runs (at most LOAD_MAX), then collects every result:
+    done, lost (no result within the timeout), duplicated (a token executed
+    twice, counted from the workers' journals)."""
+
+    def __init__(self, app_dir: Path, hosts: list[str]):
+        self.mod = load_app(app_dir / "celery_app.py")
+        self.hosts = hosts
+        self.run = secrets.token_hex(4)
+        self.sent: dict[str, object] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._send, daemon=True)
+
+    def start(self):
+        self._thread.start()
+
+    def _send(self):
+        t = time.monotonic()
+        i = 0
+        while not self._stop.is_set() and i < LOAD_MAX:
+            token = f"{self.run}-{i}"
+            self.sent[token] = self.mod.sleep.apply_async((0.01,), {"token": token},
+                                                          queue=("default", "other")[i % 2])
+            i += 1
+            time.sleep(max(0.0, t + i / LOAD_RATE - time.monotonic()))
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+
+    def result(self, timeout: float = 180) -> dict:
+        deadline = time.monotonic() + timeout
+        done = 0
+        for res in self.sent.values():
+            try:
+                res.get(timeout=max(0.1, deadline - time.monotonic()))
+                done += 1
+            except Exception:  # pylint: disable=broad-except  # timeout: lost (or very late)
+                pass
+        grep = f"journalctl -q -o cat -u 'celery-worker-*' --grep 'token={self.run}-' | grep -o 'token=[^ ]*' || true"
+        counts = collections.Counter(t for h in self.hosts for t in pexec(h, grep).split())
+        self.mod.app.close()
+        return {"sent": len(self.sent), "done": done, "lost": len(self.sent) - done,
+                "duplicated": sum(1 for c in counts.values() if c > 1)}
 
 
 # --------------------------------------------------------------------------- matrix
 
-def cell(kind: str, n: int, k: int, all_hosts: list[str], workdir: Path) -> dict:
+def cell(kind: str, n: int, k: int, all_hosts: list[str], workdir: Path, key: Path, steps: list[str]) -> dict:
     hosts = host_names(n)
     tag = f"{kind}-{n}x{k}"
     log(f"{tag}: wiping {len(all_hosts)} host(s)")
     wipe(all_hosts)
-    inv = write_inventory(workdir / "inv" / tag, hosts, k)
+    app_dir = workdir / "app" / tag
+    state = {"app_dir": write_app(app_dir, 0), "celery": CELERY_FROM}
+    inv = workdir / "inv" / tag
     out = {"playbook": kind, "hosts": n, "workers": k}
-    for step in ("fresh", "noop", "change"):
+    for step in steps:
+        if step == "remove" and k == 1:
+            continue  # the host's only worker: not "one of its workers"
         if step == "change":
-            write_inventory(workdir / "inv" / tag, hosts, k, change=True)
+            state["change"] = True
+        if step == "app":
+            write_app(app_dir, 1)
+        if step == "upgrade":
+            state["celery"] = CELERY_TO
+        if step == "remove":
+            state["remove"] = True
+        write_inventory(inv, hosts, k, state, key)
+        fleet_map = fleet(hosts, k, state)
+        logfile = workdir / "logs" / f"{tag}-{step}.log"
         if step == "noop":
             repeat = REPEAT if kind == "role" else BASELINE_REPEAT
-            runs = [measured(PLAYBOOKS[kind], hosts, inv, workdir / "logs" / f"{tag}-{step}{i}.log") for i in range(repeat)]
+            runs = [measured(PLAYBOOKS[kind], hosts, inv, logfile.with_name(f"{tag}-{step}{i}.log")) for i in range(repeat)]
             r = dict(sorted(runs, key=lambda x: x["wall"])[len(runs) // 2], walls=[x["wall"] for x in runs],
                      changed=max(x["changed"] for x in runs), restarts=max(x["restarts"] for x in runs))
         else:
-            r = measured(PLAYBOOKS[kind], hosts, inv, workdir / "logs" / f"{tag}-{step}.log")
+            load = Load(app_dir, hosts) if step == "app" and k >= 16 else None
+            r = measured(PLAYBOOKS[kind], hosts, inv, logfile,
+                         fleet_map=fleet_map if step in ("app", "upgrade") else None, load=load)
         out[step] = r
-        log(f"{tag} {step}: {r['wall']:.1f}s tasks={r.get('tasks')} calls={r.get('calls')} "
-            f"changed={r.get('changed')} (re)starts={r['restarts']} active={r['active']}/{n * k}")
-        if r["active"] != n * k:
-            raise RuntimeError(f"{tag} {step}: {r['active']} of {n * k} workers active")
+        want = sum(len(ws) for ws in fleet_map.values())
+        log(f"{tag} {step}: {r['wall']:.1f}s cpu={r['cpu']}s tasks={r.get('tasks')} calls={r.get('calls')} "
+            f"changed={r.get('changed')} (re)starts={r['restarts']} active={r['active']}/{want}"
+            + (f" roll={r['roll']}" if "roll" in r else "") + (f" load={r['load']}" if "load" in r else ""))
+        if r["active"] != want:
+            raise RuntimeError(f"{tag} {step}: {r['active']} of {want} workers active")
+        (workdir / "partial.json").write_text(json.dumps(out, indent=1))
     return out
 
 
@@ -317,24 +520,23 @@ def measure_throughput(app_path: Path, fleet: dict[str, list[str]], count: int, 
             "drain_tasks_per_s": round(count / drain, 1)}
 
 
-def throughput(all_hosts: list[str], workdir: Path, count: int) -> list[dict]:
+def throughput(all_hosts: list[str], workdir: Path, count: int, key: Path) -> list[dict]:
     hosts = host_names(2)
     log("throughput: wiping hosts, deploying 2 hosts x (default, other) with the role")
     wipe(all_hosts)
-    fleet = [{"name": "default", "queues": ["default"]}, {"name": "other", "queue": "other"}]
+    workers = [{"name": "default", "queues": ["default"]}, {"name": "other", "queues": ["other"]}]
     nodes = {"default": [f"default@{h}" for h in hosts], "other": [f"other@{h}" for h in hosts]}
-    celery_app = ROOT / "files" / "celery_app.py"
-    defaults_dir = workdir / "celery-defaults-app"
-    defaults_dir.mkdir(parents=True, exist_ok=True)
-    (defaults_dir / "celery_app.py").write_text(celery_app.read_text() + CELERY_DEFAULTS_OVERRIDE)
+    role_app = write_app(workdir / "app" / "throughput-role", 0)
+    defaults_app = write_app(workdir / "app" / "throughput-celery-defaults", 0)
+    (defaults_app / "celery_app.py").write_text((role_app / "celery_app.py").read_text() + CELERY_DEFAULTS_OVERRIDE)
     rows = []
-    for label, app_path in (("role defaults (acks_late, prefetch 1, sent events)", celery_app),
-                            ("Celery defaults (acks early, prefetch 4, no sent events)", defaults_dir / "celery_app.py")):
-        inv = write_inventory(workdir / "inv" / "throughput", hosts, 0, host_workers=fleet,
-                              extra={"celery_workers_app_src": str(app_path)})
+    for label, app_dir in (("role defaults (acks_late, prefetch 1, sent events)", role_app),
+                           ("Celery defaults (acks early, prefetch 4, no sent events)", defaults_app)):
+        inv = write_inventory(workdir / "inv" / "throughput", hosts, 0,
+                              {"app_dir": app_dir, "celery": CELERY_TO, "fleet": workers}, key)
         playbook(PLAYBOOKS["role"], inv, workdir / "logs" / f"throughput-{len(rows)}.log")
-        measure_throughput(app_path, nodes, 200)  # warm-up: connections, pool processes
-        r = measure_throughput(app_path, nodes, count)
+        measure_throughput(app_dir / "celery_app.py", nodes, 200)  # warm-up: connections, pool processes
+        r = measure_throughput(app_dir / "celery_app.py", nodes, count)
         r.update(setting=label, fleet="2 hosts x (default, other), prefork, concurrency 2")
         log(f"throughput {label}: end-to-end {r['tasks_per_s']} tasks/s, drain {r['drain_tasks_per_s']} tasks/s")
         rows.append(r)
@@ -343,82 +545,134 @@ def throughput(all_hosts: list[str], workdir: Path, count: int) -> list[dict]:
 
 # --------------------------------------------------------------------------- report
 
+STEP_TITLES = {"fresh": "fresh", "noop": "no-op", "change": "one worker changed", "app": "application changed",
+               "upgrade": f"Celery {CELERY_FROM} -> {CELERY_TO}", "remove": "one worker removed"}
+
+
 def table(cells: list[dict]) -> str:
-    lines = ["| playbook | hosts | workers/host | fresh s | fresh tasks/calls | fresh starts "
-             "| no-op s | no-op tasks/calls | no-op changed | no-op restarts "
-             "| 1-change s | 1-change tasks/calls | 1-change changed | 1-change restarts |",
-             "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    lines = ["| playbook | hosts | workers/host | step | wall s | controller CPU s | tasks/calls | changed "
+             "| worker (re)starts | most down at once (host/fleet) | longest queue gap s | load sent/done/lost/dup |",
+             "|---|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for c in cells:
-        f, n, ch = c["fresh"], c["noop"], c["change"]
-        lines.append(f"| {c['playbook']} | {c['hosts']} | {c['workers']} "
-                     f"| {f['wall']:.1f} | {f['tasks']}/{f['calls']} | {f['restarts']} "
-                     f"| {n['wall']:.1f} | {n['tasks']}/{n['calls']} | {n['changed']} | {n['restarts']} "
-                     f"| {ch['wall']:.1f} | {ch['tasks']}/{ch['calls']} | {ch['changed']} | {ch['restarts']} |")
+        for step in STEPS:
+            r = c.get(step)
+            if not r:
+                continue
+            roll, load = r.get("roll"), r.get("load")
+            lines.append(f"| {c['playbook']} | {c['hosts']} | {c['workers']} | {STEP_TITLES[step]} | {r['wall']:.1f} "
+                         f"| {r.get('cpu', '')} | {r.get('tasks')}/{r.get('calls')} | {r.get('changed')} | {r['restarts']} "
+                         + (f"| {roll['down_per_host']}/{roll['down_fleet']} | {roll['gap']} " if roll else "| | ")
+                         + (f"| {load['sent']}/{load['done']}/{load['lost']}/{load['duplicated']} |" if load else "| |"))
     return "\n".join(lines)
+
+
+def health_costs(cells: list[dict]) -> list[tuple[str, float, int]]:
+    """(cell/step, seconds per gate call, workers per call) of the role's health gate."""
+    out = []
+    for c in cells:
+        for step in STEPS:
+            for h in (c.get(step) or {}).get("health", []):
+                m = re.search(r"healthy after [0-9.]+s: (.*)", h["stdout"])
+                n = len(m.group(1).split(", ")) if m else 0
+                out.append((f"{c['playbook']} {c['hosts']}x{c['workers']} {step}", h["seconds"], n))
+    return out
+
+
+def mark(ok: bool) -> str:
+    return "met" if ok else "**NOT met**"
 
 
 def checks(cells: list[dict]) -> list[str]:
     out = []
     by = {(c["playbook"], c["hosts"], c["workers"]): c for c in cells}
-    small, big = by.get(("role", 1, 1)), by.get(("role", 4, 16))
-    if small and big:
-        ratio = big["noop"]["wall"] / small["noop"]["wall"]
-        out.append(f"- role no-op 4x16 / 1x1 = {big['noop']['wall']:.1f}s / {small['noop']['wall']:.1f}s = "
-                   f"**{ratio:.2f}** (target <= 1.5: {'met' if ratio <= 1.5 else 'NOT met'})")
-    for c in cells:
-        if c["playbook"] == "role":
-            if c["noop"]["changed"] != 0:
-                out.append(f"- role {c['hosts']}x{c['workers']}: no-op changed={c['noop']['changed']} (must be 0)")
-            if c["change"]["restarts"] != 1:
-                out.append(f"- role {c['hosts']}x{c['workers']}: one-worker change restarted {c['change']['restarts']}")
-            base = by.get(("baseline", c["hosts"], c["workers"]))
-            if base:
-                out.append(f"- {c['hosts']}x{c['workers']}: no-op role {c['noop']['wall']:.1f}s vs baseline "
-                           f"{base['noop']['wall']:.1f}s ({'role faster' if c['noop']['wall'] < base['noop']['wall'] else 'baseline faster'})")
-    if all(c["noop"]["changed"] == 0 and c["change"]["restarts"] == 1 for c in cells if c["playbook"] == "role"):
-        out.append("- role: every no-op changed 0; every one-worker change restarted exactly 1 worker")
-    return out
+    for c in (c for c in cells if c["playbook"] == "role"):
+        n, k = c["hosts"], c["workers"]
+        tag = f"{n}x{k}"
+        base = by.get(("baseline", n, k))
+        if "fresh" in c and base and "fresh" in base:
+            ratio = c["fresh"]["wall"] / base["fresh"]["wall"]
+            out.append(f"- {tag} fresh: role/baseline = {c['fresh']['wall']:.1f}/{base['fresh']['wall']:.1f} s = "
+                       f"{ratio:.2f} (target <= 1: {mark(ratio <= 1)})")
+        if "noop" in c:
+            per_host = c["noop"]["wall"]
+            out.append(f"- {tag} no-op: {per_host:.1f} s, changed={c['noop']['changed']}, restarts={c['noop']['restarts']} "
+                       f"(target <= 2 s per host: {mark(per_host <= 2.0 * (1 if n == 1 else 1.5))}; changed 0 and no restart: "
+                       f"{mark(c['noop']['changed'] == 0 and c['noop']['restarts'] == 0)})")
+            one = by.get(("role", 1, k))
+            if n > 1 and one and "noop" in one:
+                ratio = c["noop"]["wall"] / one["noop"]["wall"]
+                out.append(f"- {tag} no-op / 1x{k} no-op = {ratio:.2f} (target <= 1.5: {mark(ratio <= 1.5)})")
+        if "change" in c:
+            out.append(f"- {tag} one worker changed: {c['change']['restarts']} restart(s) in {c['change']['wall']:.1f} s "
+                       f"(target exactly 1: {mark(c['change']['restarts'] == 1)}; no-op + start + gate: "
+                       f"{c['change']['wall'] - c['noop']['wall']:+.1f} s over the no-op)" if "noop" in c else "")
+        for step in ("app", "upgrade"):
+            r = c.get(step)
+            if r and r.get("roll"):
+                roll = r["roll"]
+                out.append(f"- {tag} {STEP_TITLES[step]}: {r['restarts']} restarts; most down at once per host "
+                           f"{roll['down_per_host']} (target 1: {mark(roll['down_per_host'] <= 1)}), longest gap of a queue "
+                           f"with 2+ consumers {roll['gap']} s (target 0: {mark(roll['gap'] == 0)})")
+            if r and r.get("load"):
+                load = r["load"]
+                out.append(f"- {tag} {STEP_TITLES[step]} under load: {load['sent']} sent, {load['done']} done, "
+                           f"{load['lost']} lost, {load['duplicated']} duplicated (target 0 lost: {mark(load['lost'] == 0)})")
+    costs = [(t, sec, n) for t, sec, n in health_costs(cells) if n]
+    if costs:
+        per_worker = [sec / n for _, sec, n in costs]
+        single = [sec for _, sec, n in costs if n == 1]
+        out.append(f"- health gate: {len(costs)} calls, {min(per_worker):.2f}-{max(per_worker):.2f} s per worker "
+                   f"(one call per host for new workers, one per worker in a roll"
+                   + (f"; a single worker {min(single):.2f}-{max(single):.2f} s" if single else "")
+                   + f") (target <= 2 s per worker: {mark(max(per_worker) <= 2.0)})")
+    return [line for line in out if line]
 
 
 def plot(cells: list[dict], path: Path) -> None:
     import matplotlib  # pylint: disable=import-outside-toplevel
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-    steps = [("fresh", "fresh converge"), ("noop", "no-op re-converge"), ("change", "one-worker change")]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
-    for ax, (step, title) in zip(axes, steps):
+    fig, axes = plt.subplots(2, 3, figsize=(16, 8.5))
+    for ax, step in zip(axes.flat, STEPS):
         for kind, style in (("role", "-o"), ("baseline", "--s")):
-            for n in sorted({c["hosts"] for c in cells}):
-                pts = sorted((c["hosts"] * c["workers"], c[step]["wall"]) for c in cells
-                             if c["playbook"] == kind and c["hosts"] == n)
+            for k in sorted({c["workers"] for c in cells}):
+                pts = sorted((c["hosts"], c[step]["wall"]) for c in cells
+                             if c["playbook"] == kind and c["workers"] == k and step in c)
                 if pts:
-                    ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=f"{kind}, {n} host(s)")
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("workers in the fleet (hosts x workers/host)")
+                    ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=f"{kind}, {k} workers/host")
+        ax.set_xlabel("hosts")
         ax.set_ylabel("wall time (s)")
-        ax.set_title(title)
+        ax.set_title(STEP_TITLES[step])
         ax.grid(True, alpha=0.3)
-    axes[1].legend(fontsize=8)
+    axes.flat[1].legend(fontsize=8)
+    fig.suptitle("site.yml over SSH: wall time by step")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
 
 
 def report(data: dict) -> str:
     m = data["meta"]
-    parts = [f"# Benchmark results\n",
+    parts = ["# Benchmark results\n",
              f"- date: {m['date']}\n- machine: {m['machine']}\n- command: `{m['command']}`\n"
              f"- total runtime: {m['runtime_s'] / 60:.1f} min\n"
-             f"- connection: {m.get('connection')}; no-op: median of {m.get('noop_repeats')} runs of the role, "
-             f"{m.get('baseline_noop_repeats')} of the baseline\n"
-             + (f"- baseline rows: from the earlier run {m['baseline_from']}\n" if m.get("baseline_from") else ""),
-             "Wall time in seconds of `ansible-playbook` (from the controller, process start to exit). "
-             "tasks = host-task results that ran (a loop counts once, skipped excluded; summed over hosts); "
-             "calls = module executions (a loop counts once per item); "
-             "changed = the recap's changed summed over hosts; starts/restarts = `Started celery-worker-*` "
-             "lines in the hosts' journals during the run.\n",
+             f"- hosts reached over SSH as `deploy` with sudo; no-op: median of {m.get('noop_repeats')} runs of the "
+             f"role, {m.get('baseline_noop_repeats')} of the baseline\n",
+             "Each step runs `site.yml` (the role) or `bench/baseline.yml` on the cell's hosts: workers "
+             f"(solo, concurrency 1, half on `default`, half on `other`), the application as a directory with "
+             f"an extra pip requirement ({EXTRA_PIP}), beat and Flower on the first host. fresh installs Celery "
+             f"{CELERY_FROM}; one worker changed = an environment variable of one worker of the first host; "
+             f"application changed = one more line in the app; upgrade = Celery {CELERY_TO}; one worker removed = "
+             "the first host's last worker. wall = `ansible-playbook` from start to exit; controller CPU = user+sys "
+             "of it and its children (forks, ssh); tasks = host-task results that ran (a loop once); calls = "
+             "module executions (a loop once per item); changed = the recap's, summed; worker (re)starts = "
+             "`Started celery-worker-*` lines in the hosts' journals; most down at once = workers between "
+             "systemd's `Stopping` and their `ready.` at the same time; queue gap = longest time all consumers of "
+             "a queue with 2+ consumers were down; load = `celery_app.sleep(0.01)` tasks sent during the run "
+             f"(at most {LOAD_MAX}, {LOAD_RATE:.0f}/s, cells with 16 workers/host), done = result received, "
+             "duplicated = a token executed twice (journals).\n",
              table(data["cells"]), ""]
     if data.get("checks"):
-        parts += ["", "Targets:", ""] + data["checks"]
+        parts += ["", "Targets (issue 14), from this run:", ""] + data["checks"]
     if data.get("throughput"):
         parts += ["", f"Throughput ({THROUGHPUT_TASKS} no-op tasks, half on `default`, half on `other`, "
                   "sent from the controller, timed until the workers' `inspect stats` count them all):", "",
@@ -427,44 +681,37 @@ def report(data: dict) -> str:
         for r in data["throughput"]:
             parts.append(f"| {r['setting']} | {r['fleet']} | {r['seconds']} | {r['tasks_per_s']} | {r['publish_seconds']} "
                          f"| {r['drain_seconds']} | {r['drain_tasks_per_s']} |")
-        parts += ["", "end-to-end: the controller publishes while the workers consume (publisher and workers share "
-                  "the machine's CPUs); drain: the tasks are queued first, then the workers start consuming "
-                  "(`cancel_consumer` / `add_consumer`). The worker units keep the role's `-E` in both rows."]
     return "\n".join(parts) + "\n"
 
 
 # --------------------------------------------------------------------------- main
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description="Benchmark the celery_workers role against the classic recipe.")
-    parser.add_argument("--quick", action="store_true", help="1,2 hosts x 1,4 workers (default: 1,2,4 x 1,4,16)")
-    parser.add_argument("--hosts", default=None, help="comma-separated host counts, e.g. 1,4")
+    global REPEAT, BASELINE_REPEAT  # pylint: disable=global-statement
+    parser = argparse.ArgumentParser(description="Benchmark site.yml against the classic recipe, over SSH.")
+    parser.add_argument("--quick", action="store_true", help="1,4 hosts x 1,4 workers (default: 1,4,8 x 1,4,16)")
+    parser.add_argument("--hosts", default=None, help="comma-separated host counts, e.g. 1,8")
     parser.add_argument("--workers", default=None, help="comma-separated workers per host, e.g. 1,16")
+    parser.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated steps (default: {','.join(STEPS)})")
     parser.add_argument("--playbooks", default="role,baseline", help="role,baseline (default both)")
-    parser.add_argument("--no-throughput", action="store_true", help="skip the throughput measurement")
-    parser.add_argument("--throughput-only", action="store_true", help="only the throughput measurement")
+    parser.add_argument("--throughput", action="store_true", help="also measure the throughput of a deployed fleet")
     parser.add_argument("--keep", action="store_true", help="keep the bench-* containers at the end")
-    parser.add_argument("--connection", default="podman_pipelined", choices=["podman_pipelined", "containers.podman.podman"],
-                        help="Ansible connection to the hosts (default: the stock podman plugin plus pipelining, "
-                             "bench/connection_plugins/; containers.podman.podman: the stock plugin, no pipelining)")
-    parser.add_argument("--baseline-from", default=None, metavar="RESULTS_JSON",
-                        help="with --playbooks role: take the baseline cells from an earlier run's results.json "
-                             "(bench/baseline.yml unchanged since) for the table, the plot and the checks")
     parser.add_argument("--repeat", type=int, default=3, help="no-op re-converges per role cell, median shown (default 3)")
     parser.add_argument("--baseline-repeat", type=int, default=1, help="no-op re-converges per baseline cell (default 1)")
     args = parser.parse_args()
-    global CONNECTION, REPEAT, BASELINE_REPEAT  # pylint: disable=global-statement
-    CONNECTION, REPEAT, BASELINE_REPEAT = args.connection, max(1, args.repeat), max(1, args.baseline_repeat)
+    REPEAT, BASELINE_REPEAT = max(1, args.repeat), max(1, args.baseline_repeat)
 
-    hosts = [1, 2] if args.quick else [1, 2, 4]
+    hosts = [1, 4] if args.quick else [1, 4, 8]
     workers = [1, 4] if args.quick else [1, 4, 16]
     if args.hosts:
         hosts = [int(x) for x in args.hosts.split(",")]
     if args.workers:
         workers = [int(x) for x in args.workers.split(",")]
+    steps = [s for s in args.steps.split(",") if s]
+    unknown = set(steps) - set(STEPS)
+    if unknown or "fresh" not in steps:
+        parser.error(f"--steps: known {','.join(STEPS)}; fresh is always needed ({sorted(unknown)})")
     kinds = args.playbooks.split(",")
-    do_matrix = not args.throughput_only
-    do_tp = not args.no_throughput
 
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     workdir = RESULTS / stamp
@@ -475,37 +722,29 @@ def main() -> int:
     latest.symlink_to(stamp)
     log(f"results in {workdir}")
 
-    all_hosts = host_names(max(hosts + ([2] if do_tp else [])))
+    all_hosts = host_names(max(hosts + ([2] if args.throughput else [])))
     data = {"meta": {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                      "machine": f"{platform.node()}: {os.cpu_count()} CPUs, "
                                 f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
                                 f"{platform.platform()}, podman {run(['podman', '--version']).stdout.split()[-1]}",
                      "command": "bench/run " + " ".join(sys.argv[1:]),
-                     "connection": args.connection, "noop_repeats": REPEAT, "baseline_noop_repeats": BASELINE_REPEAT},
+                     "noop_repeats": REPEAT, "baseline_noop_repeats": BASELINE_REPEAT},
             "cells": [], "throughput": []}
-    if args.baseline_from:
-        earlier = json.loads(Path(args.baseline_from).read_text())
-        data["meta"]["baseline_from"] = f"{args.baseline_from} ({earlier['meta']['date']}, `{earlier['meta']['command']}`)"
-        data["meta"]["baseline_noop_repeats"] = earlier["meta"].get("baseline_noop_repeats")
-        kinds = [k for k in kinds if k != "baseline"]
     try:
         ensure_wheelhouse()
-        setup_broker(workdir)
+        key = ssh_key()
+        setup_broker(workdir, key)
         log(f"starting {len(all_hosts)} host(s)")
-        start_containers(all_hosts)
-        if do_matrix:
-            for kind in kinds:
-                for n in hosts:
-                    for k in workers:
-                        data["cells"].append(cell(kind, n, k, all_hosts, workdir))
-                        (workdir / "results.json").write_text(json.dumps(data, indent=1))
-        if do_tp:
-            data["throughput"] = throughput(all_hosts, workdir, THROUGHPUT_TASKS)
+        start_containers(all_hosts, key)
+        for kind in kinds:
+            for n in hosts:
+                for k in workers:
+                    data["cells"].append(cell(kind, n, k, all_hosts, workdir, key, steps))
+                    (workdir / "results.json").write_text(json.dumps(data, indent=1))
+        if args.throughput:
+            data["throughput"] = throughput(all_hosts, workdir, THROUGHPUT_TASKS, key)
     finally:
         data["meta"]["runtime_s"] = round(time.monotonic() - T0, 1)
-        if args.baseline_from:
-            data["cells"] += [c for c in earlier["cells"] if c["playbook"] == "baseline"
-                              and c["hosts"] in hosts and c["workers"] in workers]
         data["checks"] = checks(data["cells"]) if data["cells"] else []
         (workdir / "results.json").write_text(json.dumps(data, indent=1))
         if not args.keep:

@@ -7,6 +7,8 @@ Writes JSON to $BENCH_COUNT_FILE at the end of the run:
   changed   host-task results that changed (the recap's changed=)
   failed, skipped, unreachable
   per_host  the same per host
+  health    each run of the role's health gate ("Wait for the workers to answer
+            ..."): host, seconds (the command's delta) and its stdout
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class CallbackModule(CallbackBase):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.hosts = defaultdict(lambda: dict.fromkeys(KEYS, 0))
+        self.health = []
 
     def _count(self, result, status):
         host = result._host.get_name()  # pylint: disable=protected-access
@@ -57,6 +60,10 @@ class CallbackModule(CallbackBase):
                                           "ansible.builtin.fail", "fail", "ansible.builtin.include_tasks", "include_tasks",
                                           "ansible.builtin.meta", "meta", "ansible.builtin.debug", "debug"):
             c["calls"] += 1
+        if result._task.get_name().endswith("Wait for the workers to answer and consume their queues") and "delta" in res:  # pylint: disable=protected-access
+            h, m, sec = res["delta"].split(":")
+            self.health.append({"host": host, "seconds": round(int(h) * 3600 + int(m) * 60 + float(sec), 3),
+                                "rc": res.get("rc"), "stdout": res.get("stdout", "")})
         if res.get("changed"):
             c["changed"] += 1
         if status == "failed":
@@ -83,4 +90,4 @@ class CallbackModule(CallbackBase):
             for k in KEYS:
                 total[k] += c[k]
         with open(path, "w", encoding="utf-8") as handle:
-            json.dump({"total": total, "per_host": self.hosts}, handle, indent=1)
+            json.dump({"total": total, "per_host": self.hosts, "health": self.health}, handle, indent=1)
