@@ -642,13 +642,15 @@ def plot(cells: list[dict], path: Path) -> None:
                              if c["playbook"] == kind and c["workers"] == k and step in c)
                 if pts:
                     ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=f"{kind}, {k} workers/host")
+        ax.set_xticks(sorted({c["hosts"] for c in cells}))
         ax.set_xlabel("hosts")
         ax.set_ylabel("wall time (s)")
         ax.set_title(STEP_TITLES[step])
         ax.grid(True, alpha=0.3)
-    axes.flat[1].legend(fontsize=8)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=max(1, len(labels)), fontsize=8)
     fig.suptitle("site.yml over SSH: wall time by step")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     fig.savefig(path, dpi=100)
 
 
