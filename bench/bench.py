@@ -696,6 +696,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="1,4 hosts x 1,4 workers (default: 1,4,8 x 1,4,16)")
     parser.add_argument("--hosts", default=None, help="comma-separated host counts, e.g. 1,8")
     parser.add_argument("--workers", default=None, help="comma-separated workers per host, e.g. 1,16")
+    parser.add_argument("--cells", default=None, help="comma-separated HOSTSxWORKERS cells instead of the product, e.g. 1x1,8x1,1x16")
     parser.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated steps (default: {','.join(STEPS)})")
     parser.add_argument("--playbooks", default="role,baseline", help="role,baseline (default both)")
     parser.add_argument("--throughput", action="store_true", help="also measure the throughput of a deployed fleet")
@@ -711,6 +712,10 @@ def main() -> int:
         hosts = [int(x) for x in args.hosts.split(",")]
     if args.workers:
         workers = [int(x) for x in args.workers.split(",")]
+    cells = [(n, k) for n in hosts for k in workers]
+    if args.cells:
+        cells = [tuple(int(x) for x in c.split("x")) for c in args.cells.split(",")]
+        hosts = sorted({n for n, _ in cells})
     steps = [s for s in args.steps.split(",") if s]
     unknown = set(steps) - set(STEPS)
     if unknown or "fresh" not in steps:
@@ -741,10 +746,9 @@ def main() -> int:
         log(f"starting {len(all_hosts)} host(s)")
         start_containers(all_hosts, key)
         for kind in kinds:
-            for n in hosts:
-                for k in workers:
-                    data["cells"].append(cell(kind, n, k, all_hosts, workdir, key, steps))
-                    (workdir / "results.json").write_text(json.dumps(data, indent=1))
+            for n, k in cells:
+                data["cells"].append(cell(kind, n, k, all_hosts, workdir, key, steps))
+                (workdir / "results.json").write_text(json.dumps(data, indent=1))
         if args.throughput:
             data["throughput"] = throughput(all_hosts, workdir, THROUGHPUT_TASKS, key)
     finally:
