@@ -309,7 +309,9 @@ def windows(host: str, cur: str) -> dict[str, list[float]]:
 def roll_stats(fleet_map: dict[str, list[dict]], wins: dict[str, dict]) -> dict:
     """From the (stopping, ready) windows: most workers down at once (per host and fleet-wide)
     and, per queue with two or more consumers, the longest time none was consuming."""
-    down = [(h, name, w[0], w[1]) for h, ws in wins.items() for name, w in ws.items() if w[0] and w[1]]
+    # A worker stopped and not ready by the end of the measurement counts as down until then.
+    end = time.time()
+    down = [(h, name, w[0], w[1] or end) for h, ws in wins.items() for name, w in ws.items() if w[0]]
 
     def most_at_once(ivs):
         pts = sorted([(a, 1) for _, _, a, _ in ivs] + [(b, -1) for _, _, _, b in ivs])
@@ -345,7 +347,14 @@ def measured(pb: Path, hosts: list[str], inventory: Path, logfile: Path, fleet_m
             load.stop()
     res["restarts"], res["active"] = starts(hosts, cur)
     if fleet_map is not None:
-        wins = dict(zip(hosts, parallel(lambda hc: windows(*hc), zip(hosts, cur))))
+        # The health gate may pass a moment before a worker logs "ready.": wait
+        # (up to 20 s) until every stopped worker has its line.
+        deadline = time.monotonic() + 20
+        while True:
+            wins = dict(zip(hosts, parallel(lambda hc: windows(*hc), zip(hosts, cur))))
+            if all(w[1] for ws in wins.values() for w in ws.values() if w[0]) or time.monotonic() > deadline:
+                break
+            time.sleep(1)
         res["roll"] = roll_stats(fleet_map, wins)
     if load is not None:
         res["load"] = load.result()
