@@ -270,14 +270,16 @@ def cursor(host: str) -> str:
     return out.strip().split("cursor: ", 1)[1]
 
 
+# journalctl (systemd 252) with a match such as _PID=1 and --after-cursor
+# skips the first matching entry after the cursor: no matches, grep instead.
 # Units (re)started since the cursor: systemd logs "Started <unit> - ..." for each start.
-STARTS = r"""journalctl -q --after-cursor='{c}' _PID=1 -o cat | grep -c '^Started celery-worker-' || true
+STARTS = r"""journalctl -q --after-cursor='{c}' -o short-unix | grep -c ' systemd\[1\]: Started celery-worker-' || true
 systemctl list-units --plain --no-legend --state=active 'celery-worker-*' | wc -l"""
 
 # Worker (re)starts since the cursor, with times: systemd's Stopping/Started
 # lines and each worker's "<name>@<host> ready." (consuming).
-WINDOWS = r"""journalctl -q --after-cursor='{c}' -o short-unix _PID=1 | grep -E ' (Stopping|Started) celery-worker-' || true
-journalctl -q --after-cursor='{c}' -o short-unix -u 'celery-worker-*' --grep '@[^ ]+ ready\.' || true"""
+WINDOWS = r"""journalctl -q --after-cursor='{c}' -o short-unix \
+  | grep -E ' systemd\[1\]: (Stopping|Started) celery-worker-| celery-worker-[^ ]+\[[0-9]+\]: .*@[^ ]+ ready\.' || true"""
 
 
 def starts(hosts: list[str], cursors: list[str]) -> tuple[int, int]:
