@@ -7,6 +7,11 @@ environment, which systemd loads from the role's environment file
 ``CELERY_BROKER_URL``       broker URL, e.g. ``amqp://user:pass@host:5672/vhost`` (required)
 ``CELERY_RESULT_BACKEND``   result backend, default ``rpc://``
 ``CELERY_DEFAULT_QUEUE``    name of the default queue, default ``default``
+``CELERY_BROKER_TLS_CA``    with an ``amqps://`` URL: CA bundle the broker's certificate must chain
+                            to (default: the system's CA store); ``_CERT`` and ``_KEY``: client
+                            certificate and key; ``_SERVER_NAME``: name to verify (default: the
+                            URL's host); ``_VERIFY=0`` accepts any certificate (role:
+                            ``celery_workers_broker_tls``, which writes these)
 ``CELERY_HEARTBEAT_SECONDS`` period of the ``heartbeat`` task that ``celery beat``
                             sends (role: ``celery_workers_beat_enabled``), default 60; 0: none
 
@@ -24,6 +29,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import socket
+import ssl
 import time
 
 from celery import Celery
@@ -57,9 +63,30 @@ def route_task(name, args, kwargs, options, task=None, **kw):  # pylint: disable
     return {"queue": qname, "exchange": qname, "routing_key": qname}
 
 
+def broker_use_ssl(environ=os.environ):
+    """TLS options of an ``amqps://`` broker connection (False for ``amqp://``).
+
+    The certificate is always required and checked against the CA and the
+    server name, unless CELERY_BROKER_TLS_VERIFY=0.  ``rpc://`` results
+    travel over this same connection.
+    """
+    if not environ.get("CELERY_BROKER_URL", "").lower().startswith("amqps://"):
+        return False
+    options = {
+        "ca_certs": environ.get("CELERY_BROKER_TLS_CA") or None,
+        "certfile": environ.get("CELERY_BROKER_TLS_CERT") or None,
+        "keyfile": environ.get("CELERY_BROKER_TLS_KEY") or None,
+    }
+    if environ.get("CELERY_BROKER_TLS_VERIFY", "1") == "0":
+        return dict(options, cert_reqs=ssl.CERT_NONE)
+    # server_hostname None: kombu puts the URL's host there, and the name is checked.
+    return dict(options, cert_reqs=ssl.CERT_REQUIRED, server_hostname=environ.get("CELERY_BROKER_TLS_SERVER_NAME") or None)
+
+
 app = Celery("celery_app")
 app.conf.update(
     broker_url=os.environ.get("CELERY_BROKER_URL"),
+    broker_use_ssl=broker_use_ssl(),
     result_backend=os.environ.get("CELERY_RESULT_BACKEND", "rpc://"),
     broker_connection_retry_on_startup=True,
     # Messages.

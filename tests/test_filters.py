@@ -146,6 +146,7 @@ def _flower_vars(**overrides):
         "celery_flower_port": 5555,
         "celery_flower_basic_auth": [{"user": "ops", "password": "secret-password"}],
         "celery_flower_broker_url": "amqp://u:p@mq/v",
+        "celery_flower_broker_tls": {},
         "celery_flower_broker_api": "",
         "celery_flower_max_tasks": 10000,
         "celery_flower_restart_sec": 5,
@@ -256,3 +257,15 @@ def test_queue_coverage_over_the_fleet():
     assert errors == ["celery_workers_required_queues: queue 'billing' has no consumer on any host of the fleet (group celery_workers); "
                       "tasks routed there would wait forever: add it to a worker's queues"]
     assert CF.celery_fleet_workers_errors(_workers_vars(celery_workers_required_queues=required[:3]), [], consumers) == []
+
+
+def test_broker_tls_files_only_those_given_key_not_world_readable():
+    files = CF.celery_fleet_broker_tls_files({"ca_src": "/x/ca.pem", "cert_content": "PEM", "key_content": "KEY", "verify": True},
+                                             "/etc/celery/tls", "celery")
+    assert [(f["env"], f["dest"], f["group"], f["mode"]) for f in files] == [
+        ("CELERY_BROKER_TLS_CA", "/etc/celery/tls/ca.pem", "root", "0644"),
+        ("CELERY_BROKER_TLS_CERT", "/etc/celery/tls/client.pem", "root", "0644"),
+        ("CELERY_BROKER_TLS_KEY", "/etc/celery/tls/client.key", "celery", "0640")]
+    # Empty values, names and flags deploy nothing.
+    assert CF.celery_fleet_broker_tls_files({"ca_src": "", "cert_content": None, "server_name": "mq", "required": True}, "/d", "g") == []
+    assert CF.celery_fleet_broker_tls_files({}, "/d", "g") == []

@@ -41,6 +41,10 @@ BASE = {
 }
 
 
+AMQPS = f"amqps://celery:{CANARY}@mq.example.org:5671/celery"
+PEM_KEY = f"-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49{CANARY}\n-----END PRIVATE KEY-----\n"
+
+
 @dataclass
 class Case:
     id: str
@@ -95,6 +99,18 @@ BAD = [
     Case("broker_api_not_http", {"celery_flower_broker_api": f"ftp://u:{CANARY}@mq:15672/api/"}, ["celery_flower_broker_api: must be an http://"]),
     Case("broker_api_newline", {"celery_flower_broker_api": f"http://u:{CANARY}@mq:15672/api/\nX=1"},
          ["celery_flower_broker_api: must not contain newlines"]),
+    # --- TLS of Flower's broker connection (same rules as the workers')
+    Case("tls_ca_src_missing", {"celery_flower_broker_url": AMQPS, "celery_flower_broker_tls": {"ca_src": "/nonexistent/ca.pem"}},
+         ["celery_flower_broker_tls.ca_src: /nonexistent/ca.pem does not exist on the controller"]),
+    Case("tls_key_without_cert", {"celery_flower_broker_url": AMQPS, "celery_flower_broker_tls": {"key_content": PEM_KEY}},
+         ["celery_flower_broker_tls: a client key (key_src or key_content) needs its certificate"]),
+    Case("tls_unverified_unacknowledged", {"celery_flower_broker_url": AMQPS, "celery_flower_broker_tls": {"verify": False}},
+         ["celery_flower_broker_tls.verify: false accepts any certificate"]),
+    # Inherited from the workers' settings when not given.
+    Case("tls_from_the_workers_required", {"celery_workers_broker_tls": {"required": True}},
+         ["celery_flower_broker_tls.required: is true but the broker URL is amqp://"]),
+    Case("tls_env_set_by_the_role", {"celery_flower_environment": {"CELERY_BROKER_TLS_VERIFY": "0"}},
+         ["celery_flower_environment.CELERY_BROKER_TLS_VERIFY: is set by the role"]),
     # --- Flower's options
     Case("max_tasks_zero", {"celery_flower_max_tasks": 0}, ["celery_flower_max_tasks: must be a positive integer, got '0'"]),
     Case("purge_negative", {"celery_flower_purge_offline_workers": -5}, ["celery_flower_purge_offline_workers: must be 0 or a positive integer"]),
@@ -124,6 +140,9 @@ BAD = [
 
 GOOD = {
     "minimal": {},
+    "tls_verified_with_client_cert": {"celery_flower_broker_url": AMQPS, "celery_flower_broker_tls": {
+        "ca_src": str(ROOT / "tests" / "data" / "ca.pem"), "cert_src": str(ROOT / "tests" / "data" / "ca.pem"), "key_content": PEM_KEY,
+        "server_name": "mq.internal.example.org", "required": True}},
     "unauthenticated_allowed": {"celery_flower_basic_auth": [], "celery_flower_allow_unauthenticated": True},
     # Standalone use beside the workers' inventory: the broker URL comes from celery_workers_broker_url.
     "broker_url_from_the_workers": {"celery_flower_broker_url": DROP, "celery_workers_broker_url": f"amqp://celery:{CANARY}@mq/celery"},

@@ -56,6 +56,16 @@ def at(name):
     return f"celery_workers[1] (name '{name}')"
 
 
+# PEM-shaped text (preflight checks the block markers, not the DER inside).
+PEM_CERT = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----\n"
+PEM_KEY = f"-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49{CANARY}\n-----END PRIVATE KEY-----\n"
+
+
+def tls(scheme="amqps", **keys):
+    """A broker URL of the scheme (password: the canary) and celery_workers_broker_tls."""
+    return {"celery_workers_broker_url": f"{scheme}://celery:{CANARY}@mq.example.org:5671/celery", "celery_workers_broker_tls": keys}
+
+
 class Case:
     """One bad input: its variables, what preflight says, what the arg spec says (None: the spec lets it through)."""
 
@@ -245,6 +255,29 @@ BAD = [
          ["celery_workers_broker_url: must not contain newlines or control characters"]),
     Case("broker_url_no_scheme", {"celery_workers_broker_url": f"u:{CANARY}@mq/v"}, ["celery_workers_broker_url: must be a URL starting with a scheme"]),
     Case("broker_url_not_a_string", {"celery_workers_broker_url": {"password": CANARY}}, ["celery_workers_broker_url: must be set"]),
+    # --- TLS to the broker (the key and the URL carry the canary: never shown)
+    Case("tls_ca_src_missing", tls(ca_src="/nonexistent/broker-ca.pem"),
+         ["celery_workers_broker_tls.ca_src: /nonexistent/broker-ca.pem does not exist on the controller"]),
+    Case("tls_ca_src_relative", tls(ca_src="files/ca.pem"), ["celery_workers_broker_tls.ca_src: 'files/ca.pem' must be an absolute path"]),
+    Case("tls_key_without_cert", tls(key_content=PEM_KEY), ["celery_workers_broker_tls: a client key (key_src or key_content) needs its certificate"]),
+    Case("tls_cert_without_key", tls(cert_content=PEM_CERT), ["celery_workers_broker_tls: a client certificate (cert_src or cert_content) needs its key"]),
+    Case("tls_unverified_unacknowledged", tls(verify=False),
+         ["celery_workers_broker_tls.verify: false accepts any certificate", "set unverified_ok: true"]),
+    Case("tls_cert_src_not_pem", tls(cert_src=str(ROOT / "README.md"), key_content=PEM_KEY),
+         [f"celery_workers_broker_tls.cert_src: {ROOT / 'README.md'} is not PEM: no '-----BEGIN CERTIFICATE-----' block"]),
+    Case("tls_ca_content_not_pem", tls(ca_content="MIIBhello"), ["celery_workers_broker_tls.ca_content is not PEM"]),
+    Case("tls_key_content_not_pem", tls(cert_content=PEM_CERT, key_content=f"ssh-ed25519 {CANARY}"),
+         ["celery_workers_broker_tls.key_content is not PEM: no '-----BEGIN ... PRIVATE KEY-----' block"]),
+    Case("tls_src_and_content", tls(ca_src="/etc/hostname", ca_content=PEM_CERT), ["celery_workers_broker_tls: give ca_src or ca_content, not both"]),
+    Case("tls_required_with_plain_url", tls("amqp", required=True),
+         ["celery_workers_broker_tls.required: is true but the broker URL is amqp:// (plain text)"]),
+    Case("tls_files_with_plain_url", tls("amqp", ca_content=PEM_CERT, server_name="mq.example.org"),
+         ["celery_workers_broker_tls: ca_content, server_name given but the broker URL is not amqps://"]),
+    Case("tls_server_name_bad", tls(server_name="mq example"), ["celery_workers_broker_tls.server_name: 'mq example' is not a host name"]),
+    Case("tls_unknown_key", tls(cafile="/etc/ssl/ca.pem"), ["celery_workers_broker_tls: unknown key 'cafile'"],
+         spec=["celery_workers_broker_tls", "cafile"]),
+    Case("tls_not_a_mapping", {"celery_workers_broker_tls": "/etc/ssl/ca.pem"}, ["celery_workers_broker_tls: must be a mapping"],
+         spec=["celery_workers_broker_tls"]),
     # --- accounts and paths
     Case("user_root", {"celery_workers_user": "root"}, ["celery_workers_user: workers must not run as root"]),
     Case("group_root", {"celery_workers_group": "root"}, ["celery_workers_group: workers must not run as root"]),
@@ -303,6 +336,10 @@ def _full_example():
 
 GOOD = {
     "defaults": {},
+    "tls_managed_broker": tls(required=True),
+    "tls_private_ca_client_cert": tls(ca_content=PEM_CERT, cert_content=PEM_CERT, key_content=PEM_KEY, server_name="mq.internal.example.org"),
+    "tls_ca_file_on_the_controller": tls(ca_src=str(ROOT / "tests" / "data" / "ca.pem")),
+    "tls_unverified_acknowledged": tls(verify=False, unverified_ok=True),
     "empty_list": {"celery_workers": []},
     "full_example": _full_example(),
     "molecule_worker2": yaml.safe_load((ROOT / "molecule/default/inventory/host_vars/mol-worker2.yml").read_text()),

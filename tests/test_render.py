@@ -96,7 +96,19 @@ CASES = {
         "celery_workers_restart_sec": 11,
         "celery_workers": [{"name": "solo", "queue": "s", "pool": "solo", "concurrency": 1}],
     },
+    # amqps:// (broker_url) with a CA and a client certificate: their paths, the name, verify.
+    "tls": {
+        "celery_workers_config_dir": "/etc/celery-tls",
+        "celery_workers_broker_tls": {"ca_content": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+                                      "cert_src": str(ROOT / "tests" / "data" / "ca.pem"),
+                                      "key_content": "-----BEGIN PRIVATE KEY-----\nRENDERKEYBODY\n-----END PRIVATE KEY-----\n",
+                                      "server_name": "mq.internal"},
+    },
+    # amqps:// with nothing given: the system's CA store, the URL's host, verified.
+    "tls_defaults": {},
+    "tls_unverified": {"celery_workers_broker_tls": {"verify": False, "unverified_ok": True}},
 }
+TLS_CASES = ["tls", "tls_defaults", "tls_unverified"]
 
 # The sandbox of every unit of the role, written out here (not read from
 # unit_hardening.j2), so that dropping or loosening a line fails a test.
@@ -132,7 +144,7 @@ def settings(case: str) -> dict:
 
 def broker_url(case: str) -> str:
     # Characters that would need escaping in an environment file, and the canary.
-    return f"amqp://celery:{CANARY}-{case}-p%40ss$w\"rd`x`\\@mq.example.org:5672/celery"
+    return f"{'amqps' if case in TLS_CASES else 'amqp'}://celery:{CANARY}-{case}-p%40ss$w\"rd`x`\\@mq.example.org:5672/celery"
 
 
 # ---------------------------------------------------------------------------
@@ -511,6 +523,17 @@ def test_shared_environment_file(rendered, case):
     text = (rendered / case / paths(s)["config"].lstrip("/") / "celery.env").read_text()
     expected = {"CELERY_BROKER_URL": broker_url(case), "CELERY_RESULT_BACKEND": s["celery_workers_result_backend"],
                 **{k: str(v) for k, v in s["celery_workers_environment"].items()}}
+    if case in TLS_CASES:
+        # Written out here: the files given, at their documented paths, never their content.
+        tls = s["celery_workers_broker_tls"]
+        tls_dir = paths(s)["config"] + "/tls"
+        for kind, var, name in [("ca", "CELERY_BROKER_TLS_CA", "ca.pem"), ("cert", "CELERY_BROKER_TLS_CERT", "client.pem"),
+                                ("key", "CELERY_BROKER_TLS_KEY", "client.key")]:
+            if tls.get(kind + "_src") or tls.get(kind + "_content"):
+                expected[var] = f"{tls_dir}/{name}"
+        expected["CELERY_BROKER_TLS_SERVER_NAME"] = tls.get("server_name", "")
+        expected["CELERY_BROKER_TLS_VERIFY"] = "0" if tls.get("verify") is False else "1"
+        assert "RENDERKEYBODY" not in text and "BEGIN" not in text
     assert parse_env_file(text) == expected
 
 

@@ -12,6 +12,10 @@ celery_fleet_workers_errors / celery_fleet_flower_errors
     Regular expressions end in \\Z, not $: `$` also matches before a final
     newline.
 
+celery_fleet_broker_tls_files
+    The CA, client certificate and key a role deploys for celery_*_broker_tls:
+    environment variable, destination, group and mode of each one given.
+
 systemd_env_quote
     A value for a systemd EnvironmentFile=: double-quoted, with \\ " $ `
     escaped.
@@ -38,6 +42,7 @@ systemd_unit_hardening
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 
@@ -61,6 +66,10 @@ LOOPBACK_RE = r"^(127\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}|::1|localhost)\Z"
 URL_PREFIX_RE = r"^/?[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*/?\Z"
 # user:password@ in a URL: credentials belong in the environment file only.
 CREDS_RE = r"://[^/@\s]*:[^/@\s]*@"
+
+# celery_*_broker_tls: the keys, and the PEM block each file must hold.
+TLS_KEYS = ["ca_src", "ca_content", "cert_src", "cert_content", "key_src", "key_content", "server_name", "verify", "unverified_ok", "required"]
+TLS_PEM = {"ca": "CERTIFICATE", "cert": "CERTIFICATE", "key": "PRIVATE KEY"}
 
 BOOLS = ["true", "false", "yes", "no", "on", "off", "1", "0", "y", "n", "t", "f"]
 # Directories a role must not take over (own, chmod, write to): the same for both roles.
@@ -108,7 +117,8 @@ LOCKED_DIRECTIVES = (["User", "Group", "DynamicUser", "PermissionsStartOnly", "E
 FLOWER_LOGLEVELS = ["debug", "info", "warning", "error", "none"]
 # Environment variables the Flower role writes itself.
 FLOWER_ROLE_ENV = ["CELERY_BROKER_URL", "FLOWER_BASIC_AUTH", "FLOWER_BROKER_API", "FLOWER_UNAUTHENTICATED_API", "FLOWER_ADDRESS", "FLOWER_PORT",
-                   "FLOWER_PERSISTENT", "FLOWER_DB", "FLOWER_CONF", "FLOWER_UNIX_SOCKET", "FLOWER_AUTH"]
+                   "FLOWER_PERSISTENT", "FLOWER_DB", "FLOWER_CONF", "FLOWER_UNIX_SOCKET", "FLOWER_AUTH", "CELERY_BROKER_TLS_CA",
+                   "CELERY_BROKER_TLS_CERT", "CELERY_BROKER_TLS_KEY", "CELERY_BROKER_TLS_SERVER_NAME", "CELERY_BROKER_TLS_VERIFY"]
 
 
 # --- The Jinja tests and filters the rules were first written with, same semantics.
@@ -170,6 +180,66 @@ def _broker_url(errors, var, url, hint=""):
         errors.append(f"{var}: must not contain newlines or control characters")
     elif not _match(SCHEME_RE, url):
         errors.append(f"{var}: must be a URL starting with a scheme, e.g. amqp://")
+
+
+def _tls_pem(errors, at, kind, src, content):
+    """One of the TLS files: a PEM file on the controller (src) or PEM text (content)."""
+    if src not in (None, "") and content not in (None, ""):
+        errors.append(f"{at}: give {kind}_src or {kind}_content, not both")
+        return False
+    if src not in (None, ""):
+        if not _is_str(src) or not os.path.isabs(src):
+            errors.append(f"{at}.{kind}_src: '{show(src)}' must be an absolute path of a file on the controller")
+            return False
+        if not os.path.isfile(src):
+            errors.append(f"{at}.{kind}_src: {src} does not exist on the controller")
+            return False
+        with open(src, "rb") as handle:
+            text = handle.read(1 << 20).decode("ascii", "replace")
+        where = f"{at}.{kind}_src: {src}"
+    elif content not in (None, ""):
+        if not _is_str(content):
+            errors.append(f"{at}.{kind}_content: must be PEM text")
+            return False
+        text, where = _s(content), f"{at}.{kind}_content"
+    else:
+        return False
+    # A file encrypted with ansible-vault is decrypted by the copy module; its PEM cannot be checked here.
+    if not text.startswith("$ANSIBLE_VAULT;") and not _search(r"-----BEGIN ([A-Z]+ )?" + TLS_PEM[kind] + "-----", text):
+        errors.append(f"{where} is not PEM: no '-----BEGIN {'... ' if kind == 'key' else ''}{TLS_PEM[kind]}-----' block")
+    return True
+
+
+def _broker_tls(errors, var, tls, url):
+    """TLS to the broker: amqps:// verified against the CA (system store when none),
+    an optional client certificate and key; errors never show the key or the URL."""
+    if not _is_map(tls):
+        errors.append(f"{var}: must be a mapping (keys {', '.join(TLS_KEYS)}), {{}} for none")
+        return
+    for key in tls:
+        if key not in TLS_KEYS:
+            errors.append(f"{var}: unknown key '{show(key)}' (known: {', '.join(TLS_KEYS)})")
+    for key in ["verify", "unverified_ok", "required"]:
+        if key in tls and not _is_bool(tls[key]) and _s(tls[key]).lower() not in BOOLS:
+            errors.append(f"{var}.{key}: must be true or false, got '{show(tls[key])}'")
+            return
+    name = tls.get("server_name", "")
+    if name not in (None, "") and (not _is_str(name) or not (_match(HOSTNAME_RE, name) or _match(IPV4_RE, name))):
+        errors.append(f"{var}.server_name: '{show(name)}' is not a host name")
+    files = {kind: _tls_pem(errors, var, kind, tls.get(kind + "_src"), tls.get(kind + "_content")) for kind in TLS_PEM}
+    if files["key"] and not files["cert"]:
+        errors.append(f"{var}: a client key (key_src or key_content) needs its certificate (cert_src or cert_content)")
+    elif files["cert"] and not files["key"]:
+        errors.append(f"{var}: a client certificate (cert_src or cert_content) needs its key (key_src or key_content)")
+    scheme = _s(url).split("://")[0].lower() if _is_str(url) else ""
+    tls_settings = [k for k in TLS_KEYS if k not in ("verify", "unverified_ok", "required") and tls.get(k) not in (None, "")]
+    if scheme == "amqp" and to_bool(tls.get("required", False)):
+        errors.append(f"{var}.required: is true but the broker URL is amqp:// (plain text): use amqps://, port 5671 by default")
+    elif scheme != "amqps" and tls_settings:
+        errors.append(f"{var}: {', '.join(tls_settings)} given but the broker URL is not amqps://, so they would not be used")
+    if scheme == "amqps" and not to_bool(tls.get("verify", True)) and not to_bool(tls.get("unverified_ok", False)):
+        errors.append(f"{var}.verify: false accepts any certificate, so anyone between the hosts and the broker can read the "
+                      "password and the tasks; give the broker's CA (ca_src or ca_content), or set unverified_ok: true to accept that")
 
 
 def _accounts(errors, variables, prefix, who):
@@ -437,6 +507,7 @@ def celery_fleet_workers_errors(variables, beat_hosts, consumers=None):
     v = variables
     errors = []
     _broker_url(errors, "celery_workers_broker_url", v["celery_workers_broker_url"])
+    _broker_tls(errors, "celery_workers_broker_tls", v["celery_workers_broker_tls"], v["celery_workers_broker_url"])
     if not _is_str(v["celery_workers_result_backend"]) or _search(CTRL, v["celery_workers_result_backend"]):
         errors.append("celery_workers_result_backend: must be a string without newlines or control characters")
     _accounts(errors, v, "celery_workers", "workers")
@@ -599,6 +670,7 @@ def celery_fleet_flower_errors(variables):
                       "down; add a user (password in Ansible Vault), or set celery_flower_allow_unauthenticated: true")
     # Broker and management API (never shown: they hold passwords)
     _broker_url(errors, "celery_flower_broker_url", v["celery_flower_broker_url"], " (default: celery_workers_broker_url)")
+    _broker_tls(errors, "celery_flower_broker_tls", v["celery_flower_broker_tls"], v["celery_flower_broker_url"])
     api = v["celery_flower_broker_api"]
     if not _is_str(api):
         errors.append('celery_flower_broker_api: must be a string, the management API URL or ""')
@@ -662,6 +734,19 @@ def celery_fleet_plan_table(hosts, hostvars):
 
 # --- Template pieces
 
+def celery_fleet_broker_tls_files(tls, directory, group):
+    """The broker TLS files a role deploys (celery_*_broker_tls): for each one
+    given (kind ca, cert or key), the environment variable that names it, where
+    it goes in directory, and its group and mode (the key is not world-readable)."""
+    given = {key.rsplit("_", 1)[0] for key, value in (tls or {}).items()
+             if key.endswith(("_src", "_content")) and value not in (None, "")}
+    files = [("ca", "CELERY_BROKER_TLS_CA", "ca.pem", "root", "0644"),
+             ("cert", "CELERY_BROKER_TLS_CERT", "client.pem", "root", "0644"),
+             ("key", "CELERY_BROKER_TLS_KEY", "client.key", group, "0640")]
+    return [{"kind": kind, "env": env, "dest": f"{directory}/{name}", "group": owner, "mode": mode}
+            for kind, env, name, owner, mode in files if kind in given]
+
+
 def systemd_env_quote(value):
     """A value for a systemd EnvironmentFile=: double-quoted, with \\ " $ ` escaped."""
     escaped = _s(value).replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$").replace("`", "\\`")
@@ -687,6 +772,7 @@ class FilterModule:
             "celery_fleet_consumers": celery_fleet_consumers,
             "celery_fleet_host_plan": celery_fleet_host_plan,
             "celery_fleet_plan_table": celery_fleet_plan_table,
+            "celery_fleet_broker_tls_files": celery_fleet_broker_tls_files,
             "systemd_env_quote": systemd_env_quote,
             "systemd_unit_hardening": systemd_unit_hardening,
         }
