@@ -106,12 +106,13 @@ def test_secrets_reach_flower_through_the_environment_only(host, flower_host):
 def test_environment_file_exact_mode_and_owner(host, flower_host):
     directory = host.file("/etc/celery-flower")
     assert (directory.user, directory.group, directory.mode) == ("root", "celery", 0o750)
-    assert host.check_output("ls -A /etc/celery-flower") == "flower.env"
+    assert host.check_output("ls -A /etc/celery-flower").split() == ["flower.env", "tls"]
     f = host.file(ENV_FILE)
     assert (f.user, f.group, f.mode) == ("root", "celery", 0o640)
     assert not f.is_symlink
     names = [line.split("=", 1)[0] for line in f.content_string.splitlines() if line and not line.startswith("#")]
-    assert names == ["CELERY_BROKER_URL", "FLOWER_BASIC_AUTH", "FLOWER_BROKER_API"]
+    assert names == ["CELERY_BROKER_URL", "CELERY_BROKER_TLS_CA", "CELERY_BROKER_TLS_CERT", "CELERY_BROKER_TLS_KEY",
+                     "CELERY_BROKER_TLS_SERVER_NAME", "CELERY_BROKER_TLS_VERIFY", "FLOWER_BASIC_AUTH", "FLOWER_BROKER_API"]
 
 
 def test_passwords_in_no_file_another_user_can_read(host, flower_host):
@@ -128,8 +129,8 @@ def test_passwords_in_no_file_another_user_can_read(host, flower_host):
 def test_passwords_not_in_the_journal(host, flower_host):
     for secret in (_flower_password(), broker_password()):
         assert host.run(f"journalctl --no-pager -o cat | grep -cF -- '{secret}'").stdout.strip() == "0"
-    # Control: Flower logged its broker, with the password masked.
-    assert "Broker: amqp://celery:**@" in host.check_output("journalctl --no-pager -o cat -t celery-flower")
+    # Control: Flower logged its broker (amqps: TLS), with the password masked.
+    assert "Broker: amqps://celery:**@" in host.check_output("journalctl --no-pager -o cat -t celery-flower")
 
 
 def test_venv_has_pinned_flower_and_the_workers_celery(host, flower_host):

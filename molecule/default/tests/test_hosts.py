@@ -55,7 +55,7 @@ def test_venv_has_pinned_celery(host, worker_host):
 def test_environment_file(host, worker_host):
     env = host.file("/etc/celery/celery.env")
     assert env.user == "root" and env.group == "celery" and env.mode == 0o640
-    assert f':{broker_password()}@127.0.0.1:{GROUP_VARS["lab_broker_amqp_port"]}/' in env.content_string
+    assert f'CELERY_BROKER_URL="amqps://celery:{broker_password()}@127.0.0.1:{GROUP_VARS["lab_broker_amqps_port"]}/' in env.content_string
     # Another user cannot read it. `runuser -u USER` runs its command without a
     # shell (-s is ignored), so the command here is setpriv, whose failure can
     # only come from the file: the control reads a world-readable file of the

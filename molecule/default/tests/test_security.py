@@ -17,7 +17,7 @@ import uuid
 import pytest
 
 from ansible_run import run_site
-from conftest import broker_password, broker_url, workers_of
+from conftest import broker_password, hosts_broker_url, workers_of
 
 # Measured with systemd 252 (Debian bookworm) on the role's running units:
 # 3.5 "OK". Removing any one directive of unit_hardening.j2 raises it by 0.1
@@ -123,9 +123,9 @@ def test_password_not_in_the_journal(host, workers):
         time.sleep(0.5)
     out = host.run(_journal_count(broker_password()))
     assert out.stdout.strip() == "0", "the broker password is in the journal"
-    # Control: the workers log the broker URL, with the password masked by Celery.
+    # Control: the workers log the broker URL (amqps: TLS), with the password masked by Celery.
     banner = host.check_output(f"journalctl --no-pager -o cat -t celery-worker-{workers[0]['name']} | grep -m1 'transport:'")
-    assert "amqp://celery:**@" in banner, banner
+    assert "amqps://celery:**@" in banner, banner
 
 
 def test_no_celery_process_has_a_root_identity(host, workers, units):
@@ -158,7 +158,8 @@ def test_environment_files_exact_mode_and_owner(host, workers):
     directory = host.file("/etc/celery")
     assert (directory.user, directory.group, directory.mode) == ("root", "celery", 0o750)
     expected = {"celery.env"} | {f"worker-{w['name']}.env" for w in workers}
-    assert set(host.check_output("ls -A /etc/celery").split()) == expected
+    # tls/: the broker's CA and the client certificate and key (test_tls.py checks them).
+    assert set(host.check_output("ls -A /etc/celery").split()) == expected | {"tls"}
     for name in expected:
         f = host.file(f"/etc/celery/{name}")
         assert (f.user, f.group, f.mode) == ("root", "celery", 0o640), name
@@ -218,7 +219,7 @@ def test_ansible_output_never_shows_the_password():
     """Check mode, --diff, -vvv on both hosts; mol-worker1 gets another password so its env file would change."""
     canary = "CanaryBrokerPw42"
     proc = run_site(["--check", "--diff", "-vvv"],
-                    host_vars={"mol-worker1": {"celery_workers_broker_url": broker_url().replace(broker_password(), canary)}})
+                    host_vars={"mol-worker1": {"celery_workers_broker_url": hosts_broker_url(canary)}})
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-3000:]
     # Control: the file holding the password would change, so its diff path was taken.

@@ -40,7 +40,7 @@ CHECK = "/opt/celery/bin/celery-workers-check"
 def _run_check(hostname: str, expect: list[dict], timeout: float):
     """The gate's check, as the role runs it (as the workers' user), with expect on stdin."""
     cmd = (f"printf '%s' {shlex.quote(json.dumps(expect))}"
-           f" | runuser -u celery -- {CHECK} --timeout {timeout}")
+           f" | runuser -u celery -- {CHECK} --timeout {timeout} --env-file /etc/celery/celery.env")
     return node(hostname).run(cmd)
 
 
