@@ -17,12 +17,18 @@ import os
 import pathlib
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
 import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+# A PEM-shaped file on the controller for the *_src cases of the TLS options:
+# preflight checks the PEM block, not the certificate inside; no certificate
+# is committed.
+PEM_FILE = pathlib.Path(tempfile.mkdtemp(prefix="celery-preflight-")) / "ca.pem"
+PEM_FILE.write_text("-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----\n")
 ANSIBLE_PLAYBOOK = pathlib.Path(sys.executable).parent / "ansible-playbook"
 LOCAL = {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"}
 FILTERS = ROOT / "plugins" / "filter" / "celery_fleet.py"

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import pytest
 import yaml
 
-from preflight_harness import ANSIBLE_PLAYBOOK, ROOT, RolePreflight, ansible_env
+from preflight_harness import ANSIBLE_PLAYBOOK, PEM_FILE, ROOT, RolePreflight, ansible_env
 
 ROLE = ROOT / "roles" / "celery_flower"
 PREFLIGHT = RolePreflight("celery_flower", ["Look up Flower's user and group on the host"],
@@ -141,7 +141,7 @@ BAD = [
 GOOD = {
     "minimal": {},
     "tls_verified_with_client_cert": {"celery_flower_broker_url": AMQPS, "celery_flower_broker_tls": {
-        "ca_src": str(ROOT / "tests" / "data" / "ca.pem"), "cert_src": str(ROOT / "tests" / "data" / "ca.pem"), "key_content": PEM_KEY,
+        "ca_src": str(PEM_FILE), "cert_src": str(PEM_FILE), "key_content": PEM_KEY,
         "server_name": "mq.internal.example.org", "required": True}},
     "unauthenticated_allowed": {"celery_flower_basic_auth": [], "celery_flower_allow_unauthenticated": True},
     # Standalone use beside the workers' inventory: the broker URL comes from celery_workers_broker_url.

@@ -30,7 +30,7 @@ import re
 import pytest
 import yaml
 
-from preflight_harness import ROOT, RolePreflight, celery_fleet
+from preflight_harness import PEM_FILE, ROOT, RolePreflight, celery_fleet
 
 ROLE = ROOT / "roles" / "celery_workers"
 PREFLIGHT = RolePreflight("celery_workers",
@@ -338,7 +338,7 @@ GOOD = {
     "defaults": {},
     "tls_managed_broker": tls(required=True),
     "tls_private_ca_client_cert": tls(ca_content=PEM_CERT, cert_content=PEM_CERT, key_content=PEM_KEY, server_name="mq.internal.example.org"),
-    "tls_ca_file_on_the_controller": tls(ca_src=str(ROOT / "tests" / "data" / "ca.pem")),
+    "tls_ca_file_on_the_controller": tls(ca_src=str(PEM_FILE)),
     "tls_unverified_acknowledged": tls(verify=False, unverified_ok=True),
     "empty_list": {"celery_workers": []},
     "full_example": _full_example(),

@@ -24,7 +24,7 @@ import subprocess
 import pytest
 import yaml
 
-from preflight_harness import ANSIBLE_PLAYBOOK, LOCAL, ROOT, ansible_env
+from preflight_harness import ANSIBLE_PLAYBOOK, LOCAL, PEM_FILE, ROOT, ansible_env
 
 ROLE = ROOT / "roles" / "celery_workers"
 TEMPLATES = ROLE / "templates"
@@ -100,7 +100,7 @@ CASES = {
     "tls": {
         "celery_workers_config_dir": "/etc/celery-tls",
         "celery_workers_broker_tls": {"ca_content": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
-                                      "cert_src": str(ROOT / "tests" / "data" / "ca.pem"),
+                                      "cert_src": str(PEM_FILE),
                                       "key_content": "-----BEGIN PRIVATE KEY-----\nRENDERKEYBODY\n-----END PRIVATE KEY-----\n",
                                       "server_name": "mq.internal"},
     },
