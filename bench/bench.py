@@ -1,7 +1,7 @@
-"""Benchmark of the celery_workers role against the classic recipe (bench/run).
+"""Benchmark of the celery_workers role against the classic recipe and the released 1.0.0 (bench/run).
 
-See bench/README.md. Prints a markdown table, writes
-bench/results/<stamp>/{results.json,RESULTS.md,bench.png,logs/}.
+See bench/README.md. Prints a markdown report that leads with the targets
+table, writes bench/results/<stamp>/{results.json,RESULTS.md,bench.png,logs/}.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import collections
 import datetime
 import importlib.util
 import json
+import math
 import os
 import platform
 import re
@@ -20,7 +21,6 @@ import shutil
 import string
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -42,11 +42,33 @@ CELERY_FROM, CELERY_TO = "5.6.3", "5.7.0"  # fresh installs CELERY_FROM; the "up
 FLOWER_VERSION = "2.2.0"
 EXTRA_PIP = "humanize==4.17.0"  # the application's extra requirement
 WHEEL_SPECS = [f"celery=={CELERY_FROM}", f"celery=={CELERY_TO}", f"flower=={FLOWER_VERSION}", EXTRA_PIP]
-PLAYBOOKS = {"role": ROOT / "site.yml", "baseline": BENCH / "baseline.yml"}
-STEPS = ("fresh", "noop", "change", "app", "upgrade", "remove")
+RELEASE = "1.0.0"  # the released role, exported by scripts/release-tree: the reference of the same sitting
+# What is timed: "role" = site.yml of this checkout, "baseline" = bench/baseline.yml (the classic
+# recipe), RELEASE = site.yml of the released tree.
+KINDS = ("role", "baseline", RELEASE)
+KIND_ALIASES = {"recipe": "baseline", "release": RELEASE}
+STRATEGIES = ("ssh", "mitogen")
+STEPS = ("fresh", "noop", "change", "app", "upgrade", "remove", "from-1.0.0")
+# The steps each kind can run, in this order. "from-1.0.0" is this checkout's site.yml run over the
+# hosts the released role converged (its fresh step), so it only follows a RELEASE job.
+KIND_STEPS = {"role": STEPS[:6], "baseline": STEPS[:6], RELEASE: ("fresh", "noop", "from-1.0.0")}
+ROLL_STEPS = ("app", "upgrade", "from-1.0.0")  # every worker restarts: load, waits, windows
+QUICK_CELLS = [(1, 1), (1, 16), (8, 1)]
 THROUGHPUT_TASKS = 5000
-LOAD_RATE, LOAD_MAX = 20.0, 12000  # tasks/s until the run ends, at most this many (10 min), during "app" on cells with 16 workers/host
-REPEAT = 3  # no-op re-converges per cell; the table shows the median
+# Load during the roll steps: celery_app.sleep(0.01) at LOAD_RATE/s to every queue of the cell
+# in turn, until the run ends, at most LOAD_MAX (10 min).
+LOAD_RATE, LOAD_MAX = 20.0, 12000
+# The queue with exactly two consumers (cells with 2+ workers in all): the first two workers of
+# the fleet also consume it, with two prefork processes each. When a roll step reaches its
+# restarts, each of them is given a task of LONG_SECONDS, so that a task prefetched by a worker in
+# warm shutdown would wait for it (and show in the longest wait).
+LONG_QUEUE, LONG_SECONDS = "reports", 30
+# The line of each playbook's log after which its first worker restarts within seconds.
+ROLL_MARKERS = {"role": "TASK [celery_fleet.celery.celery_workers : Read the state of the workers' units]",
+                "baseline": "TASK [Reload systemd]"}
+WAIT_TARGET = 2.0  # s: longest wait (sent -> started) of a task to a queue with 2+ consumers during a roll
+RESULT_TIMEOUT = 180  # s: results of the load collected after the run
+REPEAT = 3  # no-op re-converges per job; the table shows the median
 BASELINE_REPEAT = 1
 T0 = time.monotonic()
 
@@ -75,6 +97,10 @@ def parallel(fn, items):
         return list(pool.map(fn, items))
 
 
+def median_run(runs: list[dict]) -> dict:
+    return sorted(runs, key=lambda x: x["wall"])[len(runs) // 2]
+
+
 # --------------------------------------------------------------------------- setup
 
 def password() -> str:
@@ -97,6 +123,14 @@ def ensure_wheelhouse() -> None:
         log(f"downloading {spec} and its dependencies into {WHEELHOUSE}")
         run([str(VENV_BIN / "pip"), "download", "-q", "-d", str(WHEELHOUSE), spec], timeout=600)
     stamp.write_text("\n".join(WHEEL_SPECS) + "\n")
+
+
+def export_release(workdir: Path) -> Path:
+    """The released role's tree (scripts/release-tree: its git tag), used as it is."""
+    dest = workdir / f"release-{RELEASE}"
+    log(f"exporting {RELEASE} into {dest}")
+    run([str(ROOT / "scripts" / "release-tree"), RELEASE, str(dest)], timeout=120)
+    return dest
 
 
 def ssh_key() -> Path:
@@ -142,19 +176,35 @@ def write_app(directory: Path, revision: int) -> Path:
 
 
 def fleet(hosts: list[str], workers: int, state: dict) -> dict[str, list[dict]]:
-    """host -> its workers: concurrency 1, solo, half on `default`, half on `other`."""
+    """host -> its workers: solo, concurrency 1, half on `default`, half on `other`; with 2 or more
+    workers in the cell, the first two of the fleet also consume LONG_QUEUE with 2 prefork processes."""
     if state.get("fleet"):
         return {h: state["fleet"] for h in hosts}
     out = {}
     for i, h in enumerate(hosts):
         ws = [{"name": f"w{j:02d}", "queues": ["default" if j % 2 == 0 else "other"], "concurrency": 1,
                "pool": "solo", "extra_args": ["--without-gossip", "--without-mingle"]} for j in range(workers)]
-        if i == 0 and state.get("change"):
-            ws[0] = dict(ws[0], env={"BENCH_REVISION": "2"})
-        if i == 0 and state.get("remove"):
-            ws = ws[:-1]
         out[h] = ws
+    if len(hosts) * workers >= 2:
+        firsts = [(h, 0) for h in hosts[:2]] if workers == 1 else [(hosts[0], 0), (hosts[0], 1)]
+        for h, j in firsts:
+            out[h][j] = dict(out[h][j], queues=out[h][j]["queues"] + [LONG_QUEUE], pool="prefork", concurrency=2)
+    first = hosts[0] if hosts else None
+    if first and state.get("change"):
+        out[first][0] = dict(out[first][0], env={"BENCH_REVISION": "2"})
+    if first and state.get("remove"):
+        out[first] = out[first][:-1]
     return out
+
+
+def consumers(fleet_map: dict[str, list[dict]]) -> dict[str, list[tuple[str, str]]]:
+    """queue -> its consumers (host, worker name)."""
+    out = collections.defaultdict(list)
+    for h, ws in fleet_map.items():
+        for w in ws:
+            for q in w["queues"]:
+                out[q].append((h, w["name"]))
+    return dict(out)
 
 
 def write_inventory(path: Path, hosts: list[str], workers: int, state: dict, key: Path) -> Path:
@@ -180,6 +230,7 @@ def write_inventory(path: Path, hosts: list[str], workers: int, state: dict, key
     wheels = {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": HOST_WHEELS}
     workers_vars = {
         # Reached as production hosts are: SSH as `deploy`, sudo (the playbooks' become).
+        # (Mitogen ignores StrictHostKeyChecking here: ANSIBLE_HOST_KEY_CHECKING=False, ansible_env.)
         "ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_user": "deploy",
         "ansible_ssh_private_key_file": str(key),
         "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
@@ -190,7 +241,8 @@ def write_inventory(path: Path, hosts: list[str], workers: int, state: dict, key
         # "fresh" installs come from a local wheelhouse copied into each host, not PyPI.
         "celery_workers_pip_environment": wheels,
         "celery_workers_health_timeout": 120,
-        "celery_workers_stop_timeout": 30,
+        # Above LONG_SECONDS: a worker's warm shutdown lets its long task end, never killed.
+        "celery_workers_stop_timeout": 90,
         "celery_workers_memory_check": "warn",
     }
     (path / "group_vars" / "celery_workers.json").write_text(json.dumps(workers_vars, indent=1))
@@ -205,54 +257,87 @@ def write_inventory(path: Path, hosts: list[str], workers: int, state: dict, key
     return path
 
 
-def ansible_env() -> dict:
-    env = dict(os.environ)
-    env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '')}"
-    env["ANSIBLE_CONFIG"] = str(ROOT / "ansible.cfg")
-    env["ANSIBLE_CALLBACK_PLUGINS"] = str(BENCH / "callback_plugins")
-    # bench_count: counts and health-gate times; profile_tasks: where the time goes (in each log).
-    env["ANSIBLE_CALLBACKS_ENABLED"] = "bench_count,ansible.posix.profile_tasks"
-    env["PROFILE_TASKS_TASK_OUTPUT_LIMIT"] = "12"
-    env["ANSIBLE_NOCOLOR"] = "1"
-    env.pop("ANSIBLE_STDOUT_CALLBACK", None)
-    return env
+def mitogen_strategy_dir() -> str:
+    res = run([str(VENV_BIN / "python"), "-c",
+               "import ansible_mitogen, os; print(os.path.dirname(ansible_mitogen.__file__))"], timeout=60)
+    return str(Path(res.stdout.strip()) / "plugins" / "strategy")
 
 
-def playbook(pb: Path, inventory: Path, logfile: Path, timeout=2400) -> dict:
+class Runner:
+    """How a playbook of a kind runs: its file, its tree (ansible.cfg, collections, roles) and the strategy."""
+
+    def __init__(self, release_dir: Path | None):
+        self.release_dir = release_dir
+        self._mitogen = None
+
+    def playbook(self, kind: str) -> Path:
+        if kind == RELEASE:
+            return self.release_dir / "site.yml"
+        return {"role": ROOT / "site.yml", "baseline": BENCH / "baseline.yml"}[kind]
+
+    def env(self, kind: str, strategy: str) -> tuple[dict, Path]:
+        env = dict(os.environ)
+        env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '')}"
+        tree = self.release_dir if kind == RELEASE else ROOT
+        env["ANSIBLE_CONFIG"] = str(tree / "ansible.cfg")
+        if kind == RELEASE:
+            env["ANSIBLE_COLLECTIONS_PATH"] = str(tree / "collections")
+            env["ANSIBLE_ROLES_PATH"] = str(tree / "roles")
+        env["ANSIBLE_CALLBACK_PLUGINS"] = str(BENCH / "callback_plugins")
+        # bench_count: counts and health-gate times; profile_tasks: where the time goes (in each log).
+        env["ANSIBLE_CALLBACKS_ENABLED"] = "bench_count,ansible.posix.profile_tasks"
+        env["PROFILE_TASKS_TASK_OUTPUT_LIMIT"] = "12"
+        env["ANSIBLE_NOCOLOR"] = "1"
+        for var in ("ANSIBLE_STDOUT_CALLBACK", "ANSIBLE_STRATEGY", "ANSIBLE_STRATEGY_PLUGINS"):
+            env.pop(var, None)
+        if strategy == "mitogen":
+            if self._mitogen is None:
+                self._mitogen = mitogen_strategy_dir()
+            env["ANSIBLE_STRATEGY"] = "mitogen_linear"
+            env["ANSIBLE_STRATEGY_PLUGINS"] = self._mitogen
+            env["ANSIBLE_HOST_KEY_CHECKING"] = "False"
+        return env, tree
+
+
+def playbook(pb: Path, inventory: Path, logfile: Path, env: dict, cwd: Path, timeout=2400) -> dict:
     """Run a playbook; return wall time, controller CPU and the counts of the bench_count callback."""
     count_file = logfile.with_suffix(".count.json")
     count_file.unlink(missing_ok=True)
-    env = ansible_env()
-    env["BENCH_COUNT_FILE"] = str(count_file)
+    env = dict(env, BENCH_COUNT_FILE=str(count_file))
     cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.monotonic()
     with open(logfile, "w", encoding="utf-8") as out:
-        rc = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), str(pb)], cwd=ROOT, env=env,
+        rc = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), str(pb)], cwd=cwd, env=env,
                             stdout=out, stderr=subprocess.STDOUT, timeout=timeout, check=False).returncode
     wall = time.monotonic() - t
     cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     counts = json.loads(count_file.read_text()) if count_file.exists() else {"total": {}}
     if rc != 0:
-        raise RuntimeError(f"{pb.name} failed (rc {rc}), see {logfile}:\n" + "".join(logfile.read_text().splitlines(True)[-40:]))
-    return dict(counts["total"], wall=round(wall, 2), rc=rc, health=counts.get("health", []),
+        raise RuntimeError(f"{pb} failed (rc {rc}), see {logfile}:\n" + "".join(logfile.read_text().splitlines(True)[-40:]))
+    return dict(counts["total"], wall=round(wall, 2), rc=rc, health=counts.get("health", []), drain=counts.get("drain", []),
                 cpu=round(cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime, 1))
 
 
-def setup_broker(workdir: Path, key: Path) -> None:
+def setup_broker(workdir: Path, key: Path, runner: Runner) -> None:
     log("starting bench-broker")
     start_containers([BROKER])
     inv = write_inventory(workdir / "inv-broker", [], 0, {"app_dir": workdir / "app"}, key)
-    playbook(ROOT / "lab" / "broker.yml", inv, workdir / "logs" / "broker.log", timeout=600)
+    env, _ = runner.env("role", "ssh")
+    playbook(ROOT / "lab" / "broker.yml", inv, workdir / "logs" / "broker.log", env, ROOT, timeout=600)
 
 
 # --------------------------------------------------------------------------- hosts
 
+# Both layouts: 1.x and the recipe (celery-worker-NAME.service), 2.x (the template
+# celery-worker@.service, instances celery-worker@NAME.service with drop-ins, celery-workers.target).
 WIPE = r"""
-units=$(systemctl list-units --all --plain --no-legend 'celery-worker-*' 'celery-beat.service' 'celery-flower.service' | awk '{print $1}')
+units=$(systemctl list-units --all --plain --no-legend 'celery-worker*' 'celery-workers.target' 'celery-beat.service' \
+        'celery-flower.service' | awk '{print $1}')
 [ -n "$units" ] && systemctl stop $units
-rm -f /etc/systemd/system/celery-worker-*.service /etc/systemd/system/celery-beat.service \
-      /etc/systemd/system/celery-flower.service /etc/systemd/system/multi-user.target.wants/celery-*
-rm -rf /etc/systemd/system/celery-worker-*.service.d
+rm -f /etc/systemd/system/celery-worker*.service /etc/systemd/system/celery-workers.target \
+      /etc/systemd/system/celery-beat.service /etc/systemd/system/celery-flower.service \
+      /etc/systemd/system/*.wants/celery-*
+rm -rf /etc/systemd/system/celery-worker*.service.d /etc/systemd/system/celery-workers.target.*
 systemctl daemon-reload
 systemctl reset-failed
 rm -rf /opt/celery /etc/celery /var/lib/celery /opt/celery-flower /etc/celery-flower /var/lib/celery-flower
@@ -272,92 +357,116 @@ def cursor(host: str) -> str:
 
 # journalctl (systemd 252) with a match such as _PID=1 and --after-cursor
 # skips the first matching entry after the cursor: no matches, grep instead.
-# Units (re)started since the cursor: systemd logs "Started <unit> - ..." for each start.
-STARTS = r"""journalctl -q --after-cursor='{c}' -o short-unix | grep -c ' systemd\[1\]: Started celery-worker-' || true
-systemctl list-units --plain --no-legend --state=active 'celery-worker-*' | wc -l"""
-
-# Worker (re)starts since the cursor, with times: systemd's Stopping/Started
-# lines and each worker's "<name>@<host> ready." (consuming).
-# (The role's units log as celery-worker-NAME, the baseline's as celery.)
-WINDOWS = r"""journalctl -q --after-cursor='{c}' -o short-unix \
-  | grep -E ' systemd\[1\]: (Stopping|Started) celery-worker-| [^ ]+\[[0-9]+\]: .*@[^ ]+ ready\.' || true"""
-
-
-def starts(hosts: list[str], cursors: list[str]) -> tuple[int, int]:
-    outs = parallel(lambda hc: pexec(hc[0], STARTS.format(c=hc[1])).split(), zip(hosts, cursors))
-    return sum(int(o[0]) for o in outs), sum(int(o[1]) for o in outs)
+# Entries since the cursor: systemd's own about the worker units (UNIT=celery-worker-NAME.service
+# of 1.x and the recipe, celery-worker@NAME.service of 2.x; "Stopping ...", "Started ...") and
+# each worker's "<name>@<host> ready." (consuming; logged as celery-worker-NAME, or celery by the recipe).
+EVENTS = r"""journalctl -q --after-cursor='{c}' -o json --output-fields=MESSAGE,_PID,UNIT \
+  | grep -E '"UNIT" *: *"celery-worker[-@]|@[^ ]+ ready\.' || true
+echo "active $(systemctl list-units --plain --no-legend --state=active 'celery-worker-*' 'celery-worker@*' | wc -l)" """
+UNIT_RE = re.compile(r"^celery-worker[-@](.+)\.service$")
+READY_RE = re.compile(r"(\S+)@\S+ ready\.")
 
 
-def windows(host: str, cur: str) -> dict[str, list[float]]:
-    """worker name -> [stopping, ready] of its restart since the cursor (None when it did not stop)."""
-    out: dict[str, list] = {}
-    for line in pexec(host, WINDOWS.format(c=cur)).splitlines():
-        parts = line.split()
-        if len(parts) < 4:
+def events(host: str, cur: str) -> tuple[list[tuple[float, str, str]], int]:
+    """(time, worker name, Stopping|Started|ready) since the cursor, and the active worker units."""
+    out, active = [], 0
+    for line in pexec(host, EVENTS.format(c=cur)).splitlines():
+        if line.startswith("active "):
+            active = int(line.split()[1])
             continue
-        ts = float(parts[0])
-        m = re.search(r"(Stopping|Started) celery-worker-(\S+)\.service", line)
-        if m:
-            w = out.setdefault(m.group(2), [None, None])
-            if m.group(1) == "Stopping" and w[0] is None:
-                w[0] = ts
+        try:
+            e = json.loads(line)
+        except ValueError:
             continue
-        m = re.search(r"(\S+)@\S+ ready\.", line)
-        if m:
-            w = out.setdefault(m.group(1), [None, None])
-            w[1] = ts if w[1] is None else max(w[1], ts)
-    return out
+        msg = e.get("MESSAGE") or ""
+        if isinstance(msg, list):  # non-UTF-8: bytes
+            msg = bytes(msg).decode("utf-8", "replace")
+        ts = int(e["__REALTIME_TIMESTAMP"]) / 1e6
+        m = UNIT_RE.match(e.get("UNIT", ""))
+        if m and e.get("_PID") == "1":
+            word = msg.split(" ", 1)[0]
+            if word in ("Stopping", "Started"):
+                out.append((ts, m.group(1), word))
+            continue
+        m = READY_RE.search(msg)
+        if m and not e.get("UNIT"):
+            out.append((ts, m.group(1), "ready"))
+    return sorted(out), active
+
+
+def windows(evs: list[tuple[float, str, str]]) -> dict[str, list[list]]:
+    """worker name -> its [stopping, ready] windows (ready None: not back yet)."""
+    out: dict[str, list[list]] = collections.defaultdict(list)
+    for ts, name, word in evs:
+        ws = out[name]
+        if word == "Stopping" and not (ws and ws[-1][1] is None):
+            ws.append([ts, None])
+        elif word == "ready" and ws and ws[-1][1] is None:
+            ws[-1][1] = ts
+    return dict(out)
+
+
+def most_at_once(ivs: list[tuple[float, float]]) -> int:
+    pts = sorted([(a, 1) for a, _ in ivs] + [(b, -1) for _, b in ivs], key=lambda p: (p[0], p[1]))
+    cur = best = 0
+    for _, d in pts:
+        cur += d
+        best = max(best, cur)
+    return best
+
+
+def longest_all_down(ivs_by_consumer: list[list[tuple[float, float]]]) -> float:
+    """Longest time every consumer was down at once (0 when never)."""
+    if any(not ivs for ivs in ivs_by_consumer):
+        return 0.0
+    n = len(ivs_by_consumer)
+    pts = sorted([(a, 1) for ivs in ivs_by_consumer for a, _ in ivs] + [(b, -1) for ivs in ivs_by_consumer for _, b in ivs],
+                 key=lambda p: (p[0], p[1]))
+    cur, since, best = 0, None, 0.0
+    for t, d in pts:
+        cur += d
+        if cur == n and since is None:
+            since = t
+        elif cur < n and since is not None:
+            best = max(best, t - since)
+            since = None
+    return round(best, 2)
 
 
 def roll_stats(fleet_map: dict[str, list[dict]], wins: dict[str, dict]) -> dict:
     """From the (stopping, ready) windows: most workers down at once (per host and fleet-wide)
     and, per queue with two or more consumers, the longest time none was consuming."""
-    # A worker stopped and not ready by the end of the measurement counts as down until then.
-    end = time.time()
-    down = [(h, name, w[0], w[1] or end) for h, ws in wins.items() for name, w in ws.items() if w[0]]
-
-    def most_at_once(ivs):
-        pts = sorted([(a, 1) for _, _, a, _ in ivs] + [(b, -1) for _, _, _, b in ivs])
-        cur = best = 0
-        for _, d in pts:
-            cur += d
-            best = max(best, cur)
-        return best
-    per_host = max([most_at_once([d for d in down if d[0] == h]) for h in wins] or [0])
-    gaps = {}
-    for queue in sorted({q for ws in fleet_map.values() for w in ws for q in w["queues"]}):
-        consumers = [(h, w["name"]) for h, ws in fleet_map.items() for w in ws if queue in w["queues"]]
-        if len(consumers) < 2:
-            continue
-        ivs = [d for d in down if (d[0], d[1]) in consumers]
-        if len(ivs) < len(consumers):  # one consumer never stopped: the queue always had it
-            gaps[queue] = 0.0
-            continue
-        # all consumers down at once: the intersection of their windows
-        gaps[queue] = round(max(0.0, min(d[3] for d in ivs) - max(d[2] for d in ivs)), 2)
-    return {"down_per_host": per_host, "down_fleet": most_at_once(down), "gap": max(gaps.values(), default=0.0),
-            "gaps": gaps}
+    end = time.time()  # a worker stopped and not ready by the end of the measurement counts as down until then
+    ivs = {(h, name): [(a, b or end) for a, b in ws] for h, by in wins.items() for name, ws in by.items()}
+    per_host = max([most_at_once([iv for (hh, _), v in ivs.items() if hh == h for iv in v]) for h in wins] or [0])
+    gaps = {q: longest_all_down([ivs.get(c, []) for c in cs]) for q, cs in consumers(fleet_map).items() if len(cs) >= 2}
+    return {"down_per_host": per_host, "down_fleet": most_at_once([iv for v in ivs.values() for iv in v]),
+            "gap": max(gaps.values(), default=0.0), "gaps": gaps,
+            "rolled": sum(len(v) for v in ivs.values())}
 
 
-def measured(pb: Path, hosts: list[str], inventory: Path, logfile: Path, fleet_map=None, load=None) -> dict:
+def measured(pb: Path, hosts: list[str], inventory: Path, logfile: Path, env: dict, cwd: Path,
+             fleet_map=None, load=None) -> dict:
     cur = parallel(cursor, hosts)
     if load is not None:
-        load.start()
+        load.start(logfile)
     try:
-        res = playbook(pb, inventory, logfile)
+        res = playbook(pb, inventory, logfile, env, cwd)
     finally:
         if load is not None:
             load.stop()
-    res["restarts"], res["active"] = starts(hosts, cur)
+    # The health gate may pass a moment before a worker logs "ready.": wait (up to 20 s) until
+    # every stopped worker has its line (roll steps only).
+    deadline = time.monotonic() + (20 if fleet_map is not None else 0)
+    while True:
+        got = parallel(lambda hc: events(*hc), zip(hosts, cur))
+        wins = {h: windows(evs) for h, (evs, _) in zip(hosts, got)}
+        if all(w[1] for by in wins.values() for ws in by.values() for w in ws) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    res["restarts"] = sum(1 for evs, _ in got for _, _, word in evs if word == "Started")
+    res["active"] = sum(a for _, a in got)
     if fleet_map is not None:
-        # The health gate may pass a moment before a worker logs "ready.": wait
-        # (up to 20 s) until every stopped worker has its line.
-        deadline = time.monotonic() + 20
-        while True:
-            wins = dict(zip(hosts, parallel(lambda hc: windows(*hc), zip(hosts, cur))))
-            if all(w[1] for ws in wins.values() for w in ws.values() if w[0]) or time.monotonic() > deadline:
-                break
-            time.sleep(1)
         res["roll"] = roll_stats(fleet_map, wins)
     if load is not None:
         res["load"] = load.result()
@@ -366,71 +475,141 @@ def measured(pb: Path, hosts: list[str], inventory: Path, logfile: Path, fleet_m
 
 # --------------------------------------------------------------------------- load during a roll
 
-class Load:
-    """Sends celery_app.sleep(0.01, token) at LOAD_RATE/s to `default` and `other`
-    while the playbook runs (at most LOAD_MAX), then collects every result:
-    done, lost (no result within the timeout), duplicated (a token executed
-    twice, counted from the workers' journals)."""
+def percentile(values: list[float], p: float) -> float | None:
+    """Nearest-rank percentile."""
+    if not values:
+        return None
+    s = sorted(values)
+    return s[max(0, math.ceil(p / 100 * len(s)) - 1)]
 
-    def __init__(self, app_dir: Path, hosts: list[str]):
+
+class Load:
+    """Sends celery_app.sleep(0.01, token) at LOAD_RATE/s to the cell's queues in turn while the
+    playbook runs (at most LOAD_MAX). When the playbook's log shows `marker` (its restarts are
+    about to begin), each worker of `long_nodes` (the consumers of LONG_QUEUE) is given a task of
+    LONG_SECONDS. Then every result is collected (bounded): done, lost (no result within
+    RESULT_TIMEOUT), duplicated (a token executed twice, counted in the workers' journals), and
+    the wait of each short task: sent (controller clock) -> started (the task's own time.time();
+    the containers share the machine's clock), overall and for the queues with 2+ consumers."""
+
+    def __init__(self, app_dir: Path, hosts: list[str], fleet_map: dict[str, list[dict]], marker: str | None):
         self.mod = load_app(app_dir / "celery_app.py")
         self.hosts = hosts
+        cons = consumers(fleet_map)
+        self.queues = sorted(cons)
+        self.shared = {q for q, cs in cons.items() if len(cs) >= 2}  # queues with 2+ consumers
+        self.long_nodes = sorted(f"{name}@{h}" for h, name in cons.get(LONG_QUEUE, [])) if len(cons.get(LONG_QUEUE, [])) == 2 else []
+        self.marker = marker
         self.run = secrets.token_hex(4)
-        self.sent: dict[str, object] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._send, daemon=True)
+        self.sent: dict[str, tuple[str, float, object]] = {}  # token -> (queue, sent at, AsyncResult)
+        self.long: dict = {"nodes": self.long_nodes, "given": 0, "busy": [], "at_s": None}
+        self.since = time.time() - 2
+        self._stop = False
+        self._thread = None
 
-    def start(self):
+    def start(self, logfile: Path):
+        import threading  # pylint: disable=import-outside-toplevel
+        self._t0 = time.monotonic()
+        self._thread = threading.Thread(target=self._send, args=(logfile,), daemon=True)
         self._thread.start()
 
-    def _send(self):
+    def _marker_seen(self, logfile: Path) -> bool:
+        try:
+            return self.marker in logfile.read_text(errors="replace")
+        except OSError:
+            return False
+
+    def _give_long_tasks(self):
+        """Send long tasks to LONG_QUEUE until each of its two consumers runs one (RabbitMQ deals
+        them round-robin): at most 3 rounds."""
+        busy: set[str] = set()
+        for rnd in range(3):
+            for _ in range(len(self.long_nodes) - len(busy) if rnd else len(self.long_nodes)):
+                token = f"{self.run}-L{self.long['given']}"
+                self.sent[token] = (LONG_QUEUE, time.time(), self.mod.sleep.apply_async(
+                    (LONG_SECONDS,), {"token": token}, queue=LONG_QUEUE))
+                self.long["given"] += 1
+            time.sleep(0.3)
+            try:
+                active = self.mod.app.control.inspect(destination=self.long_nodes, timeout=1.5).active() or {}
+            except Exception:  # pylint: disable=broad-except
+                active = {}
+            busy = {n for n, tasks in active.items()
+                    if any(str((t.get("kwargs") or {}).get("token", "")).startswith(f"{self.run}-L") for t in tasks)}
+            if busy >= set(self.long_nodes):
+                break
+        self.long["busy"] = sorted(busy)
+        self.long["at_s"] = round(time.monotonic() - self._t0, 1)
+
+    def _send(self, logfile: Path):
         t = time.monotonic()
         i = 0
-        while not self._stop.is_set() and i < LOAD_MAX:
+        pending_long = bool(self.long_nodes and self.marker)
+        while not self._stop and i < LOAD_MAX:
+            if pending_long and self._marker_seen(logfile):
+                pending_long = False
+                self._give_long_tasks()
             token = f"{self.run}-{i}"
-            self.sent[token] = self.mod.sleep.apply_async((0.01,), {"token": token},
-                                                          queue=("default", "other")[i % 2])
+            queue = self.queues[i % len(self.queues)]
+            self.sent[token] = (queue, time.time(), self.mod.sleep.apply_async((0.01,), {"token": token}, queue=queue))
             i += 1
-            time.sleep(max(0.0, t + i / LOAD_RATE - time.monotonic()))
+            time.sleep(max(0.0, min(t + i / LOAD_RATE - time.monotonic(), 1.0)))
 
     def stop(self):
-        self._stop.set()
-        self._thread.join()
+        self._stop = True
+        self._thread.join(timeout=60)
 
-    def result(self, timeout: float = 180) -> dict:
+    def result(self, timeout: float = RESULT_TIMEOUT) -> dict:
         deadline = time.monotonic() + timeout
-        done = 0
-        for res in self.sent.values():
+        results = {}
+        for token, (_, _, res) in self.sent.items():
             try:
-                res.get(timeout=max(0.1, deadline - time.monotonic()))
-                done += 1
+                results[token] = res.get(timeout=max(0.1, deadline - time.monotonic()))
             except Exception:  # pylint: disable=broad-except  # timeout: lost (or very late)
                 pass
-        grep = f"journalctl -q -o cat -u 'celery-worker-*' --grep 'token={self.run}-' | grep -o 'token=[^ ]*' || true"
-        counts = collections.Counter(t for h in self.hosts for t in pexec(h, grep).split())
+        grep = (f"journalctl -q -o cat --since=@{self.since:.0f} --grep 'token={self.run}-' "
+                "| grep -o 'token=[^ ]*' || true")
+        counts = collections.Counter(t.split("=", 1)[1] for h in self.hosts for t in pexec(h, grep, timeout=300).split())
         self.mod.app.close()
-        return {"sent": len(self.sent), "done": done, "lost": len(self.sent) - done,
-                "duplicated": sum(1 for c in counts.values() if c > 1)}
+        short = [t for t in self.sent if "-L" not in t]
+        longs = [t for t in self.sent if "-L" in t]
+        waits = {t: results[t]["started"] - self.sent[t][1] for t in short
+                 if t in results and isinstance(results[t], dict) and results[t].get("started") is not None}
+        shared = [w for t, w in waits.items() if self.sent[t][0] in self.shared]
+
+        def stats(ws):
+            return {"max": round(max(ws), 2) if ws else None, "p99": round(percentile(ws, 99), 2) if ws else None}
+        by_queue = {q: stats([w for t, w in waits.items() if self.sent[t][0] == q]) for q in self.queues}
+        return {"sent": len(short), "done": sum(1 for t in short if t in results), "lost": sum(1 for t in short if t not in results),
+                "duplicated": sum(1 for t in short if counts.get(t, 0) > 1),
+                "missing_in_journals": sum(1 for t in short if t in results and counts.get(t, 0) == 0),
+                "wait": stats(list(waits.values())), "wait_shared": stats(shared), "wait_by_queue": by_queue,
+                "shared_queues": sorted(self.shared),
+                "long": dict(self.long, done=sum(1 for t in longs if t in results),
+                             duplicated=sum(1 for t in longs if counts.get(t, 0) > 1))}
 
 
-# --------------------------------------------------------------------------- matrix
+# --------------------------------------------------------------------------- jobs
 
-def cell(kind: str, n: int, k: int, all_hosts: list[str], workdir: Path, key: Path, steps: list[str]) -> dict:
+def job(runner: Runner, kind: str, strategy: str, n: int, k: int, all_hosts: list[str], workdir: Path, key: Path,
+        steps: list[str]) -> dict:
+    """One playbook kind under one strategy on one cell: its steps in order, from wiped hosts."""
     hosts = host_names(n)
-    tag = f"{kind}-{n}x{k}"
+    tag = f"{kind}-{strategy}-{n}x{k}"
     log(f"{tag}: wiping {len(all_hosts)} host(s)")
     wipe(all_hosts)
     app_dir = workdir / "app" / tag
     state = {"app_dir": write_app(app_dir, 0), "celery": CELERY_FROM}
     inv = workdir / "inv" / tag
-    out = {"playbook": kind, "hosts": n, "workers": k}
+    out = {"playbook": kind, "strategy": strategy, "hosts": n, "workers": k}
+    t_job = time.monotonic()
     for step in steps:
         if step == "remove" and k == 1:
             continue  # the host's only worker: not "one of its workers"
         if step == "change":
             state["change"] = True
-        if step == "app":
-            write_app(app_dir, 1)
+        if step in ("app", "from-1.0.0"):
+            write_app(app_dir, 1 if step == "app" else 0)
         if step == "upgrade":
             state["celery"] = CELERY_TO
         if step == "remove":
@@ -438,26 +617,50 @@ def cell(kind: str, n: int, k: int, all_hosts: list[str], workdir: Path, key: Pa
         write_inventory(inv, hosts, k, state, key)
         fleet_map = fleet(hosts, k, state)
         logfile = workdir / "logs" / f"{tag}-{step}.log"
+        # from-1.0.0: this checkout's site.yml over what the released role left.
+        runs_as = "role" if step == "from-1.0.0" else kind
+        pb = runner.playbook(runs_as)
+        env, cwd = runner.env(runs_as, strategy)
+        t_step = time.monotonic()
         if step == "noop":
-            repeat = REPEAT if kind == "role" else BASELINE_REPEAT
-            runs = [measured(PLAYBOOKS[kind], hosts, inv, logfile.with_name(f"{tag}-{step}{i}.log")) for i in range(repeat)]
-            r = dict(sorted(runs, key=lambda x: x["wall"])[len(runs) // 2], walls=[x["wall"] for x in runs],
+            repeat = BASELINE_REPEAT if kind == "baseline" else REPEAT
+            runs = [measured(pb, hosts, inv, logfile.with_name(f"{tag}-{step}{i}.log"), env, cwd) for i in range(repeat)]
+            r = dict(median_run(runs), walls=[x["wall"] for x in runs],
                      changed=max(x["changed"] for x in runs), restarts=max(x["restarts"] for x in runs))
         else:
-            load = Load(app_dir, hosts) if step == "app" and k >= 16 else None
-            r = measured(PLAYBOOKS[kind], hosts, inv, logfile,
-                         fleet_map=fleet_map if step in ("app", "upgrade") else None, load=load)
+            load = Load(app_dir, hosts, fleet_map, ROLL_MARKERS.get(runs_as)) if step in ROLL_STEPS else None
+            r = measured(pb, hosts, inv, logfile, env, cwd, fleet_map=fleet_map if step in ROLL_STEPS else None, load=load)
+        r["step_s"] = round(time.monotonic() - t_step, 1)  # the step with its measurements (repeats, results, journals)
         out[step] = r
         want = sum(len(ws) for ws in fleet_map.values())
         if kind == "baseline" and step == "remove":
             want += 1  # the classic recipe removes nothing: the worker keeps running
-        log(f"{tag} {step}: {r['wall']:.1f}s cpu={r['cpu']}s tasks={r.get('tasks')} calls={r.get('calls')} "
-            f"changed={r.get('changed')} (re)starts={r['restarts']} active={r['active']}/{want}"
+        log(f"{tag} {step}: {r['wall']:.1f}s (step {r['step_s']}s) cpu={r['cpu']}s tasks={r.get('tasks')} "
+            f"calls={r.get('calls')} changed={r.get('changed')} (re)starts={r['restarts']} active={r['active']}/{want}"
+            + (f" walls={r['walls']}" if "walls" in r else "")
             + (f" roll={r['roll']}" if "roll" in r else "") + (f" load={r['load']}" if "load" in r else ""))
         if r["active"] != want:
             raise RuntimeError(f"{tag} {step}: {r['active']} of {want} workers active")
         (workdir / "partial.json").write_text(json.dumps(out, indent=1))
+    out["job_s"] = round(time.monotonic() - t_job, 1)
     return out
+
+
+def quick_plan() -> list[tuple[str, str, int, int, list[str]]]:
+    """--quick: cells 1x1, 1x16, 8x1; this version under both strategies and the recipe under SSH
+    (fresh, no-op, one worker changed, application changed under load); the recipe under Mitogen
+    on 1x1 (fresh, no-op: the no-op target of each strategy); the released 1.0.0 on 1x16 under
+    both strategies (fresh, no-op), under SSH followed by the upgrade to this version. Grouped by
+    cell, so that the ratios compare runs close in time."""
+    steps = ["fresh", "noop", "change", "app"]
+    plan = []
+    for n, k in QUICK_CELLS:
+        plan += [("role", "ssh", n, k, steps), ("role", "mitogen", n, k, steps), ("baseline", "ssh", n, k, steps)]
+        if (n, k) == (1, 1):
+            plan.append(("baseline", "mitogen", n, k, ["fresh", "noop"]))
+        if (n, k) == (1, 16):
+            plan += [(RELEASE, "ssh", n, k, ["fresh", "noop", "from-1.0.0"]), (RELEASE, "mitogen", n, k, ["fresh", "noop"])]
+    return plan
 
 
 # --------------------------------------------------------------------------- throughput
@@ -534,7 +737,7 @@ def measure_throughput(app_path: Path, fleet: dict[str, list[str]], count: int, 
             "drain_tasks_per_s": round(count / drain, 1)}
 
 
-def throughput(all_hosts: list[str], workdir: Path, count: int, key: Path) -> list[dict]:
+def throughput(runner: Runner, all_hosts: list[str], workdir: Path, count: int, key: Path) -> list[dict]:
     hosts = host_names(2)
     log("throughput: wiping hosts, deploying 2 hosts x (default, other) with the role")
     wipe(all_hosts)
@@ -548,7 +751,8 @@ def throughput(all_hosts: list[str], workdir: Path, count: int, key: Path) -> li
                            ("Celery defaults (acks early, prefetch 4, no sent events)", defaults_app)):
         inv = write_inventory(workdir / "inv" / "throughput", hosts, 0,
                               {"app_dir": app_dir, "celery": CELERY_TO, "fleet": workers}, key)
-        playbook(PLAYBOOKS["role"], inv, workdir / "logs" / f"throughput-{len(rows)}.log")
+        env, cwd = runner.env("role", "ssh")
+        playbook(runner.playbook("role"), inv, workdir / "logs" / f"throughput-{len(rows)}.log", env, cwd)
         measure_throughput(app_dir / "celery_app.py", nodes, 200)  # warm-up: connections, pool processes
         r = measure_throughput(app_dir / "celery_app.py", nodes, count)
         r.update(setting=label, fleet="2 hosts x (default, other), prefork, concurrency 2")
@@ -557,112 +761,192 @@ def throughput(all_hosts: list[str], workdir: Path, count: int, key: Path) -> li
     return rows
 
 
+
 # --------------------------------------------------------------------------- report
 
 STEP_TITLES = {"fresh": "fresh", "noop": "no-op", "change": "one worker changed", "app": "application changed",
-               "upgrade": f"Celery {CELERY_FROM} -> {CELERY_TO}", "remove": "one worker removed"}
+               "upgrade": f"Celery {CELERY_FROM} -> {CELERY_TO}", "remove": "one worker removed",
+               "from-1.0.0": f"upgrade from {RELEASE} (this site.yml)"}
+KIND_TITLES = {"role": "this version", "baseline": "recipe", RELEASE: RELEASE}
+
+
+def strategy_of(c: dict) -> str:
+    return c.get("strategy", "ssh")
+
+
+def find(cells: list[dict], kind: str, strategy: str, n: int, k: int) -> dict:
+    for c in cells:
+        if (c["playbook"], strategy_of(c), c["hosts"], c["workers"]) == (kind, strategy, n, k):
+            return c
+    return {}
+
+
+def fmt(v, unit="") -> str:
+    return "" if v is None else f"{v}{unit}"
 
 
 def table(cells: list[dict]) -> str:
-    lines = ["| playbook | hosts | workers/host | step | wall s | controller CPU s | tasks/calls | changed "
-             "| worker (re)starts | most down at once (host/fleet) | longest queue gap s | load sent/done/lost/dup |",
-             "|---|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    lines = ["| playbook | strategy | hosts | workers/host | step | wall s | controller CPU s | tasks/calls | changed "
+             "| worker (re)starts | most down at once (host/fleet) | longest queue gap s | load sent/done/lost/dup "
+             "| wait max/p99 s (2+ consumers) | wait max/p99 s (all) | long tasks on the 2 consumers |",
+             "|---|---|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"]
     for c in cells:
         for step in STEPS:
             r = c.get(step)
             if not r:
                 continue
             roll, load = r.get("roll"), r.get("load")
-            lines.append(f"| {c['playbook']} | {c['hosts']} | {c['workers']} | {STEP_TITLES[step]} | {r['wall']:.1f} "
-                         f"| {r.get('cpu', '')} | {r.get('tasks')}/{r.get('calls')} | {r.get('changed')} | {r['restarts']} "
-                         + (f"| {roll['down_per_host']}/{roll['down_fleet']} | {roll['gap']} " if roll else "| | ")
-                         + (f"| {load['sent']}/{load['done']}/{load['lost']}/{load['duplicated']} |" if load else "| |"))
+            wall = f"{r['wall']:.1f}" + (f" ({', '.join(f'{w:.1f}' for w in r['walls'])})" if len(r.get("walls", [])) > 1 else "")
+            cols = [KIND_TITLES.get(c["playbook"], c["playbook"]), strategy_of(c), str(c["hosts"]), str(c["workers"]),
+                    STEP_TITLES[step], wall, fmt(r.get("cpu")), f"{r.get('tasks')}/{r.get('calls')}", fmt(r.get("changed")),
+                    fmt(r["restarts"])]
+            cols += [f"{roll['down_per_host']}/{roll['down_fleet']}", fmt(roll["gap"])] if roll else ["", ""]
+            if load:
+                ws, wa, lg = load["wait_shared"], load["wait"], load["long"]
+                cols += [f"{load['sent']}/{load['done']}/{load['lost']}/{load['duplicated']}",
+                         f"{fmt(ws['max'])}/{fmt(ws['p99'])}" if ws["max"] is not None else "(none)",
+                         f"{fmt(wa['max'])}/{fmt(wa['p99'])}",
+                         (f"{len(lg['busy'])}/{len(lg['nodes'])} at {lg['at_s']} s, {lg['done']} done" if lg["nodes"] else "")]
+            else:
+                cols += ["", "", "", ""]
+            lines.append("| " + " | ".join(cols) + " |")
+    return "\n".join(lines)
+
+
+def step_times(cells: list[dict]) -> str:
+    """Seconds each step took in this run, measurements included (for planning a sitting)."""
+    lines = ["| playbook | strategy | cell | " + " | ".join(STEP_TITLES[s] for s in STEPS) + " | job (wipe included) |",
+             "|---|---|---|" + "--:|" * (len(STEPS) + 1)]
+    for c in cells:
+        lines.append(f"| {KIND_TITLES.get(c['playbook'], c['playbook'])} | {strategy_of(c)} | {c['hosts']}x{c['workers']} | "
+                     + " | ".join(fmt((c.get(s) or {}).get("step_s")) for s in STEPS) + f" | {fmt(c.get('job_s'))} |")
     return "\n".join(lines)
 
 
 def health_costs(cells: list[dict]) -> list[tuple[str, float, int]]:
-    """(cell/step, seconds per gate call, workers per call) of the role's health gate."""
+    """(job/step, seconds per gate call, workers per call) of the role's health gate."""
     out = []
     for c in cells:
         for step in STEPS:
             for h in (c.get(step) or {}).get("health", []):
                 m = re.search(r"healthy after [0-9.]+s: (.*)", h["stdout"])
                 n = len(m.group(1).split(", ")) if m else 0
-                out.append((f"{c['playbook']} {c['hosts']}x{c['workers']} {step}", h["seconds"], n))
+                out.append((f"{c['playbook']} {strategy_of(c)} {c['hosts']}x{c['workers']} {step}", h["seconds"], n))
     return out
 
 
-def mark(ok: bool) -> str:
-    return "met" if ok else "**NOT met**"
+def mark(ok) -> str:
+    return "not measured" if ok is None else ("met" if ok else "**NOT met**")
 
 
-def checks(cells: list[dict]) -> list[str]:
+def targets(cells: list[dict]) -> list[tuple[str, str, str, bool | None]]:
+    """(measure, target, value from this run, met) of the issue's targets; None: not measured."""
+    rows = []
+
+    def wall(kind, strategy, n, k, step):
+        r = find(cells, kind, strategy, n, k).get(step)
+        return r["wall"] if r else None
+
+    for strategy, limit in (("ssh", 0.6), ("mitogen", 0.75)):
+        a, b = wall("role", strategy, 1, 16, "noop"), wall(RELEASE, strategy, 1, 16, "noop")
+        rows.append((f"no-op 1x16, this version / {RELEASE}, {strategy}", f"<= {limit}",
+                     f"{a:.1f} / {b:.1f} s = {a / b:.2f}" if a and b else "", a / b <= limit if a and b else None))
+    one, sixteen = wall("role", "ssh", 1, 1, "noop"), wall("role", "ssh", 1, 16, "noop")
+    if one and sixteen:
+        per = (sixteen - one) / 15 / one
+        rows.append(("each extra worker in a no-op, ssh: (1x16 - 1x1) / 15 / 1x1", "<= 2%",
+                     f"({sixteen:.1f} - {one:.1f}) / 15 / {one:.1f} = {per:.1%}", per <= 0.02))
+    else:
+        rows.append(("each extra worker in a no-op, ssh: (1x16 - 1x1) / 15 / 1x1", "<= 2%", "", None))
+    for strategy in STRATEGIES:
+        a, b = wall("role", strategy, 1, 1, "noop"), wall("baseline", strategy, 1, 1, "noop")
+        rows.append((f"no-op 1x1, this version / recipe (which restarts everything), {strategy}", "<= 1.0",
+                     f"{a:.1f} / {b:.1f} s = {a / b:.2f}" if a and b else "", a / b <= 1.0 if a and b else None))
+    fresh = [(strategy_of(c), c["hosts"], c["workers"]) for c in cells if c["playbook"] == "role" and "fresh" in c]
+    for strategy, n, k in (fresh or [("ssh", n, k) for n, k in QUICK_CELLS]):
+        a, b = wall("role", strategy, n, k, "fresh"), wall("baseline", strategy, n, k, "fresh")
+        if strategy != "ssh" and not b:
+            continue  # the recipe under Mitogen is measured on 1x1 only (--quick)
+        rows.append((f"fresh {n}x{k}, this version / recipe, {strategy}", "<= 1.0",
+                     f"{a:.1f} / {b:.1f} s = {a / b:.2f}" if a and b else "", a / b <= 1.0 if a and b else None))
+    for strategy in STRATEGIES:
+        jobs = [c for c in cells if c["playbook"] == "role" and strategy_of(c) == strategy]
+        ch = [(c, c["change"]) for c in jobs if "change" in c]
+        rows.append((f"one worker changed, this version, {strategy}", "exactly 1 restart",
+                     ", ".join(f"{c['hosts']}x{c['workers']}: {r['restarts']}" for c, r in ch),
+                     all(r["restarts"] == 1 for _, r in ch) if ch else None))
+        nop = [(c, c["noop"]) for c in jobs if "noop" in c]
+        rows.append((f"no-op, this version, {strategy}", "changed 0, no restart",
+                     ", ".join(f"{c['hosts']}x{c['workers']}: changed {r['changed']}, {r['restarts']} restarts" for c, r in nop),
+                     all(r["changed"] == 0 and r["restarts"] == 0 for _, r in nop) if nop else None))
+    rolls = [(f"application changed under load, this version, {s}", s, "role", "app") for s in STRATEGIES]
+    rolls += [(f"upgrade from {RELEASE} to this version under load, {s}", s, RELEASE, "from-1.0.0") for s in STRATEGIES]
+    for title, strategy, kind, step in rolls:
+        rs = [(c, c[step]) for c in cells if c["playbook"] == kind and strategy_of(c) == strategy and step in c]
+        if not rs and kind == RELEASE and strategy != "ssh":
+            continue  # --quick upgrades under SSH only
+        rs = [(c, r) for c, r in rs if r.get("load") and r.get("roll")]
+        rows.append((title, "0 lost, fleet-wide one worker at a time",
+                     "; ".join(f"{c['hosts']}x{c['workers']}: {r['load']['lost']} lost of {r['load']['sent']} "
+                               f"({r['load']['duplicated']} duplicated), at most {r['roll']['down_fleet']} down" for c, r in rs),
+                     all(r["load"]["lost"] == 0 and r["roll"]["down_fleet"] <= 1 for _, r in rs) if rs else None))
+        judged = [(c, r) for c, r in rs if r["load"]["wait_shared"]["max"] is not None]
+        rows.append((f"{title}: wait of a task (sent -> started), queues with 2+ consumers, longest (p99)",
+                     f"<= {WAIT_TARGET:.0f} s",
+                     "; ".join(f"{c['hosts']}x{c['workers']}: " + (f"{r['load']['wait_shared']['max']} ({r['load']['wait_shared']['p99']}) s"
+                                                                  if r["load"]["wait_shared"]["max"] is not None else
+                                                                  f"no such queue (one consumer: {r['load']['wait']['max']} s)")
+                               + (f", long tasks on {len(r['load']['long']['busy'])}/2" if r["load"]["long"]["nodes"] else "")
+                               for c, r in rs),
+                     all(r["load"]["wait_shared"]["max"] <= WAIT_TARGET for _, r in judged) if judged else None))
+    return rows
+
+
+def targets_table(rows) -> str:
+    lines = ["| measure | target | this run | met |", "|---|---|---|---|"]
+    lines += [f"| {m} | {t} | {v} | {mark(ok)} |" for m, t, v, ok in rows]
+    return "\n".join(lines)
+
+
+def notes(cells: list[dict]) -> list[str]:
     out = []
-    by = {(c["playbook"], c["hosts"], c["workers"]): c for c in cells}
-    for c in (c for c in cells if c["playbook"] == "role"):
-        n, k = c["hosts"], c["workers"]
-        tag = f"{n}x{k}"
-        base = by.get(("baseline", n, k))
-        if "fresh" in c and base and "fresh" in base:
-            ratio = c["fresh"]["wall"] / base["fresh"]["wall"]
-            out.append(f"- {tag} fresh: role/baseline = {c['fresh']['wall']:.1f}/{base['fresh']['wall']:.1f} s = "
-                       f"{ratio:.2f} (target <= 1: {mark(ratio <= 1)})")
-        if "noop" in c:
-            wall = c["noop"]["wall"]
-            out.append(f"- {tag} no-op: {wall:.1f} s, changed={c['noop']['changed']}, restarts={c['noop']['restarts']} "
-                       f"(target <= 2 s: {mark(wall <= 2.0)}; changed 0 and no restart: "
-                       f"{mark(c['noop']['changed'] == 0 and c['noop']['restarts'] == 0)})")
-            one = by.get(("role", 1, k))
-            if n > 1 and one and "noop" in one:
-                ratio = c["noop"]["wall"] / one["noop"]["wall"]
-                out.append(f"- {tag} no-op / 1x{k} no-op = {ratio:.2f} (target <= 1.5: {mark(ratio <= 1.5)})")
-        if "change" in c:
-            out.append(f"- {tag} one worker changed: {c['change']['restarts']} restart(s) in {c['change']['wall']:.1f} s "
-                       f"(target exactly 1: {mark(c['change']['restarts'] == 1)}; no-op + start + gate: "
-                       f"{c['change']['wall'] - c['noop']['wall']:+.1f} s over the no-op)" if "noop" in c else "")
-        for step in ("app", "upgrade"):
-            r = c.get(step)
-            if r and r.get("roll"):
-                roll = r["roll"]
-                out.append(f"- {tag} {STEP_TITLES[step]}: {r['restarts']} restarts; most down at once per host "
-                           f"{roll['down_per_host']} (target 1: {mark(roll['down_per_host'] <= 1)}), longest gap of a queue "
-                           f"with 2+ consumers {roll['gap']} s (target 0: {mark(roll['gap'] == 0)})")
-            if r and r.get("load"):
-                load = r["load"]
-                out.append(f"- {tag} {STEP_TITLES[step]} under load: {load['sent']} sent, {load['done']} done, "
-                           f"{load['lost']} lost, {load['duplicated']} duplicated (target 0 lost: {mark(load['lost'] == 0)})")
     costs = [(t, sec, n) for t, sec, n in health_costs(cells) if n]
     if costs:
         per_worker = [sec / n for _, sec, n in costs]
-        single = [sec for _, sec, n in costs if n == 1]
-        out.append(f"- health gate: {len(costs)} calls, {min(per_worker):.2f}-{max(per_worker):.2f} s per worker "
-                   f"(one call per host for new workers, one per worker in a roll"
-                   + (f"; a single worker {min(single):.2f}-{max(single):.2f} s" if single else "")
-                   + f") (target <= 2 s per worker: {mark(max(per_worker) <= 2.0)})")
-    return [line for line in out if line]
+        out.append(f"- health gate: {len(costs)} calls, {min(per_worker):.2f}-{max(per_worker):.2f} s per worker")
+    drains = [(d["seconds"], d["stdout"]) for c in cells for s in STEPS for d in (c.get(s) or {}).get("drain", [])]
+    if drains:
+        left = [o for _, o in drains if "not drained" in o]
+        out.append(f"- drain before a restart: {len(drains)} calls, {min(s for s, _ in drains):.2f}-"
+                   f"{max(s for s, _ in drains):.2f} s" + (f"; not drained: {left}" if left else ""))
+    return out
 
 
 def plot(cells: list[dict], path: Path) -> None:
     import matplotlib  # pylint: disable=import-outside-toplevel
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-    fig, axes = plt.subplots(2, 3, figsize=(16, 8.5))
+    fig, axes = plt.subplots(2, 4, figsize=(20, 8.5))
+    styles = {"role": "-o", "baseline": "--s", RELEASE: ":^"}
     for ax, step in zip(axes.flat, STEPS):
-        for kind, style in (("role", "-o"), ("baseline", "--s")):
-            for k in sorted({c["workers"] for c in cells}):
-                pts = sorted((c["hosts"], c[step]["wall"]) for c in cells
-                             if c["playbook"] == kind and c["workers"] == k and step in c)
-                if pts:
-                    ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=f"{kind}, {k} workers/host")
+        for kind in KINDS:
+            for strategy in STRATEGIES:
+                for k in sorted({c["workers"] for c in cells}):
+                    pts = sorted((c["hosts"], c[step]["wall"]) for c in cells if c["playbook"] == kind
+                                 and strategy_of(c) == strategy and c["workers"] == k and step in c)
+                    if pts:
+                        ax.plot([p[0] for p in pts], [p[1] for p in pts], styles[kind],
+                                label=f"{KIND_TITLES[kind]} {strategy}, {k} workers/host")
         ax.set_xticks(sorted({c["hosts"] for c in cells}))
         ax.set_xlabel("hosts")
         ax.set_ylabel("wall time (s)")
         ax.set_title(STEP_TITLES[step])
         ax.grid(True, alpha=0.3)
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=max(1, len(labels)), fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6)
+    axes.flat[-1].axis("off")
     fig.suptitle("site.yml over SSH: wall time by step")
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.tight_layout()
     fig.savefig(path, dpi=100)
 
 
@@ -671,24 +955,33 @@ def report(data: dict) -> str:
     parts = ["# Benchmark results\n",
              f"- date: {m['date']}\n- machine: {m['machine']}\n- command: `{m['command']}`\n"
              f"- total runtime: {m['runtime_s'] / 60:.1f} min\n"
-             f"- hosts reached over SSH as `deploy` with sudo; no-op: median of {m.get('noop_repeats')} runs of the "
-             f"role, {m.get('baseline_noop_repeats')} of the baseline\n",
-             "Each step runs `site.yml` (the role) or `bench/baseline.yml` on the cell's hosts: workers "
-             f"(solo, concurrency 1, half on `default`, half on `other`), the application as a directory with "
-             f"an extra pip requirement ({EXTRA_PIP}), beat and Flower on the first host. fresh installs Celery "
-             f"{CELERY_FROM}; one worker changed = an environment variable of one worker of the first host; "
-             f"application changed = one more line in the app; upgrade = Celery {CELERY_TO}; one worker removed = "
-             "the first host's last worker. wall = `ansible-playbook` from start to exit; controller CPU = user+sys "
-             "of it and its children (forks, ssh); tasks = host-task results that ran (a loop once); calls = "
-             "module executions (a loop once per item); changed = the recap's, summed; worker (re)starts = "
-             "`Started celery-worker-*` lines in the hosts' journals; most down at once = workers between "
-             "systemd's `Stopping` and their `ready.` at the same time; queue gap = longest time all consumers of "
-             "a queue with 2+ consumers were down; load = `celery_app.sleep(0.01)` tasks sent during the run "
-             f"(at most {LOAD_MAX}, {LOAD_RATE:.0f}/s, cells with 16 workers/host), done = result received, "
-             "duplicated = a token executed twice (journals).\n",
-             table(data["cells"]), ""]
-    if data.get("checks"):
-        parts += ["", "Targets (issue 14), from this run:", ""] + data["checks"]
+             f"- hosts reached over SSH as `deploy` with sudo, plainly (`ssh`) or with Mitogen (`mitogen_linear`); "
+             f"no-op: median of {m.get('noop_repeats')} runs ({m.get('baseline_noop_repeats')} of the recipe)\n",
+             "Targets, from this run (ratios of wall times of `ansible-playbook`; "
+             f"{RELEASE} = the released role, `scripts/release-tree {RELEASE}`, run by this bench in this sitting):\n",
+             targets_table(data.get("targets") or []), "",
+             "Each step runs `site.yml` (this version), `bench/baseline.yml` (the recipe) or the released "
+             f"{RELEASE}'s `site.yml` on the cell's hosts: workers (solo, concurrency 1, half on `default`, half on "
+             f"`other`; with 2+ workers in the cell the first two of the fleet also consume `{LONG_QUEUE}` with 2 prefork "
+             f"processes), the application as a directory with an extra pip requirement ({EXTRA_PIP}), beat and "
+             f"Flower on the first host. fresh installs Celery {CELERY_FROM}; one worker changed = an environment "
+             "variable of one worker of the first host; application changed = one more line in the app; upgrade = "
+             f"Celery {CELERY_TO}; one worker removed = the first host's last worker; upgrade from {RELEASE} = this "
+             f"version's site.yml over the hosts {RELEASE} converged. wall = `ansible-playbook` from start to exit "
+             "(no-op: the median, all runs in brackets); controller CPU = user+sys of it and its children (forks, "
+             "ssh, Mitogen's processes); tasks = host-task results that ran (a loop once); calls = module executions "
+             "(a loop once per item); changed = the recap's, summed; worker (re)starts = systemd's `Started` lines "
+             "of the worker units (`celery-worker-NAME` or `celery-worker@NAME`) in the hosts' journals; most down "
+             "at once = workers between systemd's `Stopping` and their `ready.` at the same time; queue gap = "
+             "longest time all consumers of a queue with 2+ consumers were down; load (roll steps) = "
+             f"`celery_app.sleep(0.01)` tasks sent during the run to every queue of the cell in turn ({LOAD_RATE:.0f}/s, "
+             f"at most {LOAD_MAX}), done = result received, duplicated = a token executed twice (journals); wait = "
+             "sent (controller) -> started (the task's own clock), longest and 99th percentile; long tasks = "
+             f"`sleep({LONG_SECONDS})` given to both consumers of `{LONG_QUEUE}` when the restarts begin.\n",
+             table(data["cells"]), "",
+             "Seconds per step, measurements included (no-op: all its runs):", "", step_times(data["cells"]), ""]
+    if data.get("notes"):
+        parts += ["", "Notes:", ""] + data["notes"]
     if data.get("throughput"):
         parts += ["", f"Throughput ({THROUGHPUT_TASKS} no-op tasks, half on `default`, half on `other`, "
                   "sent from the controller, timed until the workers' `inspect stats` count them all):", "",
@@ -704,38 +997,53 @@ def report(data: dict) -> str:
 
 def main() -> int:
     global REPEAT, BASELINE_REPEAT  # pylint: disable=global-statement
-    parser = argparse.ArgumentParser(description="Benchmark site.yml against the classic recipe, over SSH.")
-    parser.add_argument("--quick", action="store_true", help="1,4 hosts x 1,4 workers (default: 1,4,8 x 1,4,16)")
-    parser.add_argument("--hosts", default=None, help="comma-separated host counts, e.g. 1,8")
-    parser.add_argument("--workers", default=None, help="comma-separated workers per host, e.g. 1,16")
+    parser = argparse.ArgumentParser(description="Benchmark site.yml against the classic recipe and the released "
+                                                 f"{RELEASE}, over SSH (plain or Mitogen).")
+    parser.add_argument("--quick", action="store_true",
+                        help="the sitting of bench/README.md: cells 1x1,1x16,8x1, this version under ssh and mitogen, the "
+                             f"recipe under ssh (and mitogen on 1x1), {RELEASE} on 1x16 and the upgrade from it")
+    parser.add_argument("--hosts", default=None, help="comma-separated host counts (default 1,4,8)")
+    parser.add_argument("--workers", default=None, help="comma-separated workers per host (default 1,4,16)")
     parser.add_argument("--cells", default=None, help="comma-separated HOSTSxWORKERS cells instead of the product, e.g. 1x1,8x1,1x16")
-    parser.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated steps (default: {','.join(STEPS)})")
-    parser.add_argument("--playbooks", default="role,baseline", help="role,baseline (default both)")
+    parser.add_argument("--steps", default=None, help=f"comma-separated steps (default all: {','.join(STEPS)}; "
+                                                      f"each playbook runs those it has, {RELEASE}: fresh,noop,from-1.0.0)")
+    parser.add_argument("--playbooks", default=None, help=f"role,baseline,{RELEASE} (recipe = baseline; default role,baseline)")
+    parser.add_argument("--strategies", default=None, help="ssh,mitogen (default ssh)")
     parser.add_argument("--throughput", action="store_true", help="also measure the throughput of a deployed fleet")
     parser.add_argument("--keep", action="store_true", help="keep the bench-* containers at the end")
-    parser.add_argument("--repeat", type=int, default=3, help="no-op re-converges per role cell, median shown (default 3)")
-    parser.add_argument("--baseline-repeat", type=int, default=1, help="no-op re-converges per baseline cell (default 1)")
+    parser.add_argument("--repeat", type=int, default=3, help="no-op runs per job of this version or 1.0.0, median shown (default 3)")
+    parser.add_argument("--baseline-repeat", type=int, default=None,
+                        help="no-op runs per job of the recipe (default 1, --quick 3)")
     args = parser.parse_args()
-    REPEAT, BASELINE_REPEAT = max(1, args.repeat), max(1, args.baseline_repeat)
+    REPEAT = max(1, args.repeat)
+    BASELINE_REPEAT = max(1, args.baseline_repeat if args.baseline_repeat is not None else (3 if args.quick else 1))
 
-    hosts = [1, 4] if args.quick else [1, 4, 8]
-    workers = [1, 4] if args.quick else [1, 4, 16]
-    if args.hosts:
-        hosts = [int(x) for x in args.hosts.split(",")]
-    if args.workers:
-        workers = [int(x) for x in args.workers.split(",")]
-    cells = [(n, k) for n in hosts for k in workers]
-    if args.cells:
-        try:
-            cells = [(int(c.split("x")[0]), int(c.split("x")[1])) for c in args.cells.split(",")]
-        except (ValueError, IndexError):
-            parser.error(f"--cells: HOSTSxWORKERS,... e.g. 1x1,8x1,1x16, not {args.cells}")
-        hosts = sorted({n for n, _ in cells})
-    steps = [s for s in args.steps.split(",") if s]
-    unknown = set(steps) - set(STEPS)
-    if unknown or "fresh" not in steps:
-        parser.error(f"--steps: known {','.join(STEPS)}; fresh is always needed ({sorted(unknown)})")
-    kinds = args.playbooks.split(",")
+    if args.quick:
+        given = [o for o in ("hosts", "workers", "cells", "steps", "playbooks", "strategies") if getattr(args, o) is not None]
+        if given:
+            parser.error(f"--quick fixes the cells, playbooks, strategies and steps: not with --{', --'.join(given)}")
+        plan = quick_plan()
+    else:
+        hosts = [int(x) for x in (args.hosts or "1,4,8").split(",")]
+        workers = [int(x) for x in (args.workers or "1,4,16").split(",")]
+        cells = [(n, k) for n in hosts for k in workers]
+        if args.cells:
+            try:
+                cells = [(int(c.split("x")[0]), int(c.split("x")[1])) for c in args.cells.split(",")]
+            except (ValueError, IndexError):
+                parser.error(f"--cells: HOSTSxWORKERS,... e.g. 1x1,8x1,1x16, not {args.cells}")
+        steps = [s for s in (args.steps or ",".join(STEPS)).split(",") if s]
+        unknown = set(steps) - set(STEPS)
+        if unknown or "fresh" not in steps:
+            parser.error(f"--steps: known {','.join(STEPS)}; fresh is always needed ({sorted(unknown)})")
+        kinds = [KIND_ALIASES.get(x, x) for x in (args.playbooks or "role,baseline").split(",") if x]
+        strategies = [x for x in (args.strategies or "ssh").split(",") if x]
+        if set(kinds) - set(KINDS) or set(strategies) - set(STRATEGIES):
+            parser.error(f"--playbooks: {','.join(KINDS)} (or recipe); --strategies: {','.join(STRATEGIES)}")
+        plan = [(kind, strategy, n, k, [s for s in KIND_STEPS[kind] if s in steps])
+                for kind in kinds for strategy in strategies for n, k in cells]
+    if any(n < 1 or k < 1 for _, _, n, k, _ in plan):
+        parser.error("a cell needs at least 1 host and 1 worker per host")
 
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     workdir = RESULTS / stamp
@@ -744,38 +1052,41 @@ def main() -> int:
     if latest.is_symlink() or latest.exists():
         latest.unlink()
     latest.symlink_to(stamp)
-    log(f"results in {workdir}")
+    log(f"results in {workdir}; plan: " + "; ".join(f"{kind} {s} {n}x{k} {','.join(st)}" for kind, s, n, k, st in plan))
 
-    all_hosts = host_names(max(hosts + ([2] if args.throughput else [])))
+    all_hosts = host_names(max([n for _, _, n, _, _ in plan] + ([2] if args.throughput else [])))
     data = {"meta": {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                      "machine": f"{platform.node()}: {os.cpu_count()} CPUs, "
                                 f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
                                 f"{platform.platform()}, podman {run(['podman', '--version']).stdout.split()[-1]}",
                      "command": "bench/run " + " ".join(sys.argv[1:]),
-                     "noop_repeats": REPEAT, "baseline_noop_repeats": BASELINE_REPEAT},
+                     "commit": run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], check=False).stdout.strip(),
+                     "noop_repeats": REPEAT, "baseline_noop_repeats": BASELINE_REPEAT,
+                     "plan": [list(p[:4]) + [p[4]] for p in plan]},
             "cells": [], "throughput": []}
     try:
+        runner = Runner(export_release(workdir) if any(kind == RELEASE for kind, *_ in plan) else None)
         ensure_wheelhouse()
         key = ssh_key()
-        setup_broker(workdir, key)
+        setup_broker(workdir, key, runner)
         log(f"starting {len(all_hosts)} host(s)")
         start_containers(all_hosts, key)
-        for kind in kinds:
-            for n, k in cells:
-                data["cells"].append(cell(kind, n, k, all_hosts, workdir, key, steps))
-                (workdir / "results.json").write_text(json.dumps(data, indent=1))
+        for kind, strategy, n, k, steps in plan:
+            data["cells"].append(job(runner, kind, strategy, n, k, all_hosts, workdir, key, steps))
+            (workdir / "results.json").write_text(json.dumps(data, indent=1))
         if args.throughput:
-            data["throughput"] = throughput(all_hosts, workdir, THROUGHPUT_TASKS, key)
+            data["throughput"] = throughput(runner, all_hosts, workdir, THROUGHPUT_TASKS, key)
     finally:
         data["meta"]["runtime_s"] = round(time.monotonic() - T0, 1)
-        data["checks"] = checks(data["cells"]) if data["cells"] else []
+        data["targets"] = targets(data["cells"]) if data["cells"] else []
+        data["notes"] = notes(data["cells"]) if data["cells"] else []
         (workdir / "results.json").write_text(json.dumps(data, indent=1))
         if not args.keep:
             log("removing the bench-* containers")
             parallel(lambda h: run([str(ROOT / "lab" / "host.sh"), "rm", h], check=False, timeout=300),
                      all_hosts + [BROKER])
-    md = report(data)
-    (workdir / "RESULTS.md").write_text(md)
+        md = report(data)
+        (workdir / "RESULTS.md").write_text(md)
     if data["cells"]:
         plot(data["cells"], workdir / "bench.png")
     print(md)

@@ -152,11 +152,12 @@ def report(self, title: str = "report") -> dict:
 
 @app.task(bind=True, name="celery_app.sleep")
 def sleep(self, seconds: float = 1.0, token: str | None = None) -> dict:
-    """Sleep, then report; ``token`` shows up in the worker's journal."""
+    """Sleep, then report when it started; ``token`` shows up in the worker's journal."""
+    started = time.time()
     time.sleep(float(seconds))
     if token is not None:
         print(f"celery_app.sleep done token={token}", flush=True)
-    return dict(_where(self), token=token)
+    return dict(_where(self), token=token, started=started)
 
 
 @app.task(bind=True, name="celery_app.heartbeat", ignore_result=True)

@@ -1,45 +1,82 @@
-"""Shared by test_preflight.py and test_flower_preflight.py: run a role's
-preflight on many inventory hosts at once and check how each one ended.
+"""Shared by the tests: the paths, the collection's Python code, and the run of
+a role's preflight on many inventory hosts at once (test_preflight.py,
+test_flower_preflight.py).
 
-Each case is one inventory host (`ansible_connection: local`) in one of four
-groups: `spec`/`good_spec` apply the role through `roles:` (argument spec,
-then tasks/preflight.yml), `pre`/`good_pre` through `include_role` with
-`rolespec_validate: false` (preflight alone). The run is in check mode and
-limited to the role's `<role>_preflight` tag, so even a case that passed by
-mistake installs nothing on the machine running the tests.
+Each preflight case is one inventory host (`ansible_connection: local`),
+bad ones in group `bad`, good ones in group `good`, and every host gets the
+role the way a playbook applies it (`roles:`): Ansible checks the argument
+spec of meta/argument_specs.yml, then tasks/preflight.yml runs. (A role
+included with `rolespec_validate: false` is not supported, so each bad input
+runs once.) The run is in check mode and limited to the role's
+`<role>_preflight` tag, so even a case that passed by mistake installs
+nothing on the machine running the tests.
+
+The collection's plugins import each other as
+`ansible_collections.celery_fleet.celery.plugins...`: `collections/` goes
+first on sys.path, where `collections/ansible_collections/celery_fleet/celery`
+links back to the checkout (`ansible_collections` is a namespace package: the
+copy the `ansible` package installs in site-packages merges with it).
 """
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import os
 import pathlib
 import subprocess
 import sys
-import tempfile
 import time
 
 import pytest
 import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-# A PEM-shaped file on the controller for the *_src cases of the TLS options:
-# preflight checks the PEM block, not the certificate inside; no certificate
-# is committed.
-PEM_FILE = pathlib.Path(tempfile.mkdtemp(prefix="celery-preflight-")) / "ca.pem"
-PEM_FILE.write_text("-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----\n")
+if str(ROOT / "collections") not in sys.path:
+    sys.path.insert(0, str(ROOT / "collections"))
+COLLECTION = "ansible_collections.celery_fleet.celery"
+FILTER_DIR = ROOT / "plugins" / "filter"
 ANSIBLE_PLAYBOOK = pathlib.Path(sys.executable).parent / "ansible-playbook"
 LOCAL = {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"}
-FILTERS = ROOT / "plugins" / "filter" / "celery_fleet.py"
+
+# A PEM-shaped file on the controller for the *_src cases of the TLS options
+# (preflight checks the PEM block, not the certificate inside; no certificate
+# is committed). Cases name it through an inventory variable, as inventories
+# name theirs ("{{ inventory_dir }}/files/broker-ca.pem"); each run writes the
+# file into its own pytest directory (write_pem) and sets the variable.
+PEM_VAR = "celery_test_pem_file"
+PEM_SRC = "{{ " + PEM_VAR + " }}"
+PEM_TEXT = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----\n"
 
 
-def celery_fleet():
-    """The roles' filter plugin (validation rules, systemd quoting and hardening) as a Python module."""
-    spec = importlib.util.spec_from_file_location("celery_fleet", FILTERS)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def write_pem(directory: pathlib.Path) -> pathlib.Path:
+    path = directory / "ca.pem"
+    path.write_text(PEM_TEXT)
+    return path
+
+
+def plugin_util(name: str):
+    """A module of plugins/plugin_utils, imported as the filters import it."""
+    return importlib.import_module(f"{COLLECTION}.plugins.plugin_utils.{name}")
+
+
+def filter_module(name: str):
+    """plugins/filter/NAME.py, imported by its collection name."""
+    return importlib.import_module(f"{COLLECTION}.plugins.filter.{name}")
+
+
+def filters() -> dict:
+    """Every filter of the collection, name -> function, as Ansible loads them (FilterModule.filters())."""
+    out = {}
+    for path in sorted(FILTER_DIR.glob("*.py")):
+        found = filter_module(path.stem).FilterModule().filters()
+        assert not set(found) & set(out), f"{path.name} defines a filter another file defines"
+        out.update(found)
+    return out
+
+
+def spec_options(role: str, entry_point: str = "main") -> dict:
+    return yaml.safe_load((ROOT / "roles" / role / "meta" / "argument_specs.yml").read_text())["argument_specs"][entry_point]["options"]
 
 
 def ansible_env() -> dict[str, str]:
@@ -65,7 +102,7 @@ def results_by_host(data: dict) -> dict[str, list[tuple[str, dict]]]:
 
 
 def task_is(name: str, prefix: str) -> bool:
-    """Ansible may suffix a task name (" - item ...")."""
+    """Ansible may suffix a task name (" - item ...", " - <the spec's short_description>")."""
     return name == prefix or name.startswith(prefix + " - ")
 
 
@@ -74,43 +111,44 @@ def failures(results):
 
 
 class RolePreflight:
-    """The preflight of one role: its task names, the playbook, the run and the checks."""
+    """The preflight of one role: its task names in order, the playbook, the run and the checks."""
 
-    def __init__(self, role: str, lookup_tasks: list[str], root_task: str, host_tasks: tuple[str, ...] | list[str] = ()):
+    def __init__(self, role: str, tasks: list[str], optional: tuple[str, ...] = ()):
+        """tasks: the names of tasks/preflight.yml in order; optional: those a good case may skip (their when)."""
         self.role = role
+        # Ansible's own check of meta/argument_specs.yml, before the role's first task.
         self.spec_task = f"{role} : Validating arguments against arg spec 'main'"
         self.collect_task = f"{role} : Collect configuration errors"
         self.assert_task = f"{role} : Assert the configuration is valid"
-        self.include_task = f"ansible.builtin.include_role : {role}"
-        # Everything preflight runs, in order: the controller-side checks, then
-        # the read-only look at the host.
-        self.preflight_tasks = [self.collect_task, self.assert_task,
-                                *(f"{role} : {task}" for task in lookup_tasks), f"{role} : {root_task}",
-                                *(f"{role} : {task}" for task in host_tasks)]
+        # Everything preflight runs, in order (tasks: the names in tasks/preflight.yml).
+        self.preflight_tasks = [f"{role} : {task}" for task in tasks]
+        self.optional_tasks = [f"{role} : {task}" for task in optional]
+        assert self.collect_task in self.preflight_tasks and self.assert_task in self.preflight_tasks
+        assert set(self.optional_tasks) <= set(self.preflight_tasks)
+        names = [task["name"] for task in yaml.safe_load((ROOT / "roles" / role / "tasks" / "preflight.yml").read_text())]
+        assert names == list(tasks), f"roles/{role}/tasks/preflight.yml runs {names}"
+
+    def task(self, name: str) -> str:
+        """The full name of a task of preflight (or of the argument spec's task)."""
+        full = f"{self.role} : {name}"
+        assert full == self.spec_task or full in self.preflight_tasks, full
+        return full
 
     @staticmethod
     def inventory(bad: dict[str, dict], good: dict[str, dict]) -> dict:
-        """bad/good: case host suffix -> its variables; each runs in both modes."""
-        groups: dict[str, dict] = {"spec": {}, "pre": {}, "good_spec": {}, "good_pre": {}}
-        for mode in ("spec", "pre"):
-            for suffix, variables in bad.items():
-                groups[mode][f"{mode}__{suffix}"] = {**LOCAL, **variables}
-            for suffix, variables in good.items():
-                groups[f"good_{mode}"][f"good_{mode}__{suffix}"] = {**LOCAL, **variables}
-        return {"all": {"children": {group: {"hosts": hosts} for group, hosts in groups.items()}}}
+        """bad/good: case host name -> its variables."""
+        return {"all": {"children": {
+            "bad": {"hosts": {f"bad__{name}": {**LOCAL, **variables} for name, variables in bad.items()}},
+            "good": {"hosts": {f"good__{name}": {**LOCAL, **variables} for name, variables in good.items()}},
+        }}}
 
     def playbook(self) -> list[dict]:
-        return [
-            {"name": "Through roles: (argument spec, then preflight)", "hosts": "spec:good_spec", "gather_facts": False,
-             "roles": [{"role": self.role}]},
-            {"name": "Through include_role without the argument spec (preflight alone)", "hosts": "pre:good_pre",
-             "gather_facts": False,
-             "tasks": [{"ansible.builtin.include_role": {"name": self.role, "rolespec_validate": False},
-                        "tags": [f"{self.role}_preflight"]}]},
-        ]
+        return [{"name": "The role as a playbook applies it (argument spec, then preflight)", "hosts": "all",
+                 "gather_facts": False, "roles": [{"role": self.role}]}]
 
     def run(self, work: pathlib.Path, inventory: dict) -> dict:
         """One ansible-playbook run over every case; results grouped by host."""
+        inventory = {"all": {**inventory["all"], "vars": {**inventory["all"].get("vars", {}), PEM_VAR: str(write_pem(work))}}}
         (work / "inventory.json").write_text(json.dumps(inventory))
         (work / "playbook.yml").write_text(yaml.safe_dump(self.playbook(), sort_keys=False))
         start = time.monotonic()
@@ -128,11 +166,9 @@ class RolePreflight:
         return {"rc": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr, "stats": data["stats"],
                 "by_host": results_by_host(data)}
 
-    def assert_refused(self, run: dict, host: str, mode: str, expect: list[str], spec: list[str] | None,
-                       task: str | None = None) -> None:
-        """The host failed once, in the argument spec (mode spec, when it can tell) or in
-        preflight's assert (or the given preflight task), with every expected fragment in a
-        one-line message; nothing changed and no task past the one that refused it ran."""
+    def assert_refused(self, run: dict, host: str, refuser: str, fragments: list[str]) -> None:
+        """The host failed once, in the task refuser (a full task name, the spec's task a prefix),
+        with every fragment in its message; nothing changed and no task after it ran."""
         results = run["by_host"].get(host)
         assert results, f"{host} ran no task"
         assert run["stats"][host]["failures"] == 1, run["stats"][host]
@@ -142,30 +178,29 @@ class RolePreflight:
         assert len(failed) == 1, failed
         failed_task, result = failed[0]
         msg = result.get("msg", "")
-        refuser = f"{self.role} : {task}" if task else self.assert_task
-        if mode == "spec" and spec is not None:
-            assert task_is(failed_task, self.spec_task), f"expected the argument spec to refuse it, failed in {failed_task}: {msg}"
-            fragments = spec
-        else:
-            assert failed_task == refuser, f"expected {refuser} to refuse it, failed in {failed_task}: {msg}"
-            fragments = expect
+        assert task_is(failed_task, refuser), f"expected {refuser} to refuse it, failed in {failed_task}: {msg}"
+        if refuser in self.preflight_tasks and "argument spec" not in refuser:
+            # The role's own messages: one line, one message per problem joined with "; ".
             assert "\n" not in msg, f"preflight message spans lines: {msg!r}"
         for fragment in fragments:
             assert fragment in msg, f"{fragment!r} not in {msg!r}"
         # Nothing past the task that refused it ran (for the configuration assert:
         # not even the read-only look at the host).
-        allowed = {self.include_task, *self.preflight_tasks[:self.preflight_tasks.index(refuser) + 1]}
+        order = [self.spec_task, *self.preflight_tasks]
+        position = next(i for i, task in enumerate(order) if task_is(refuser, task))
         ran = [name for name, result in results if not result.get("skipped")]
-        assert all(task_is(name, self.spec_task) or name in allowed for name in ran), ran
+        assert all(any(task_is(name, task) for task in order[:position + 1]) for name in ran), ran
 
-    def assert_passed(self, run: dict, host: str, mode: str) -> str:
-        """The host ran all of preflight and nothing else; returns the assert's message."""
+    def assert_passed(self, run: dict, host: str) -> str:
+        """The host passed the argument spec and ran all of preflight and nothing else; returns the assert's message."""
         results = run["by_host"].get(host)
         assert results, f"{host} ran no task"
         assert not failures(results), failures(results)
         assert run["stats"][host]["failures"] == 0 and run["stats"][host]["unreachable"] == 0
-        ran = [name for name, result in results
-               if not task_is(name, self.spec_task) and name != self.include_task and not result.get("skipped")]
-        assert ran == self.preflight_tasks  # the tag filter held
-        assert any(task_is(name, self.spec_task) for name, _ in results) == (mode == "spec")
+        assert run["stats"][host]["changed"] == 0
+        assert task_is(results[0][0], self.spec_task), results[0][0]
+        ran = [name for name, result in results[1:] if not result.get("skipped")]
+        # The tag filter held; a task skipped by its when (the memory warning) is not in ran.
+        assert ran == [task for task in self.preflight_tasks if task in ran], ran
+        assert set(self.preflight_tasks) - set(ran) <= set(self.optional_tasks), set(self.preflight_tasks) - set(ran)
         return dict(results)[self.assert_task]["msg"]

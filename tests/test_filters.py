@@ -1,5 +1,7 @@
-"""plugins/filter/celery_fleet.py, called directly (what the preflight and
-render tests cannot show through a playbook run).
+"""The collection's filters (plugins/filter/*.py, one filter per file, shared
+code in plugins/plugin_utils/), called directly: what the preflight and
+render tests cannot show through a playbook run. Each filter is imported by
+its collection name, as Ansible loads it.
 
 * systemd_env_quote: every value comes back exactly when the line is read
   the way systemd reads a double-quoted EnvironmentFile= value, for every
@@ -11,7 +13,10 @@ render tests cannot show through a playbook run).
 * systemd_unit_hardening: ReadWritePaths= only with a path, right after
   ProtectSystem=, and every directive it writes is one that
   celery_workers_unit_extra may not change.
-* The rule constants the roles share.
+* systemd_unit_states: `systemctl show` output of several units.
+* celery_fleet_workers_argspec: each of a host's entries, overrides applied,
+  checked against the spec of an entry with a message naming it.
+* The rules the roles share (the same system directories for both).
 * Sizing: relative sizes resolved against a CPU count, per-host overrides,
   the memory fit of a host's plan and the queue coverage of a fleet (the
   messages of the bad cases are checked end to end in test_preflight.py).
@@ -23,12 +28,13 @@ import string
 import subprocess
 
 import pytest
-
 import yaml
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
-from preflight_harness import ROOT, celery_fleet
+from preflight_harness import ROOT, filters, plugin_util, spec_options
 
-CF = celery_fleet()
+F = filters()
+SYSTEMD = plugin_util("_systemd")
 
 VALUES = [
     "",
@@ -71,7 +77,7 @@ def _read_back(quoted: str) -> str:
 
 @pytest.mark.parametrize("value", VALUES)
 def test_env_quote_round_trip(value):
-    quoted = CF.systemd_env_quote(value)
+    quoted = F["systemd_env_quote"](value)
     assert quoted.startswith('"') and quoted.endswith('"')
     assert _read_back(quoted) == value
 
@@ -79,22 +85,22 @@ def test_env_quote_round_trip(value):
 @pytest.mark.parametrize("char", [chr(c) for c in range(0x20, 0x7f)])
 def test_env_quote_round_trip_every_printable_character(char):
     value = f"a{char}b{char}"
-    assert _read_back(CF.systemd_env_quote(value)) == value
+    assert _read_back(F["systemd_env_quote"](value)) == value
 
 
 def test_env_quote_numbers_and_booleans_as_jinja_string_shows_them():
-    assert CF.systemd_env_quote(42) == '"42"'
-    assert CF.systemd_env_quote(True) == '"True"'
+    assert F["systemd_env_quote"](42) == '"42"'
+    assert F["systemd_env_quote"](True) == '"True"'
 
 
 def test_env_quote_leaves_no_unescaped_special_character():
-    body = CF.systemd_env_quote('a"b$c`d\\e')[1:-1]
+    body = F["systemd_env_quote"]('a"b$c`d\\e')[1:-1]
     assert body == 'a\\"b\\$c\\`d\\\\e'
 
 
 def test_hardening_with_and_without_a_writable_path():
-    with_path = CF.systemd_unit_hardening("/var/lib/celery").splitlines()
-    without = CF.systemd_unit_hardening("").splitlines()
+    with_path = F["systemd_unit_hardening"]("/var/lib/celery").splitlines()
+    without = F["systemd_unit_hardening"]("").splitlines()
     assert with_path[with_path.index("ProtectSystem=strict") + 1] == "ReadWritePaths=/var/lib/celery"
     assert [line for line in with_path if not line.startswith("ReadWritePaths=")] == without
     assert not any(line.startswith("ReadWritePaths=") for line in without)
@@ -102,32 +108,32 @@ def test_hardening_with_and_without_a_writable_path():
 
 
 def test_unit_extra_cannot_change_a_hardening_directive():
-    directives = [line.split("=")[0] for line in CF.systemd_unit_hardening("/x").splitlines()]
-    assert set(directives) <= set(CF.LOCKED_DIRECTIVES)
+    directives = [line.split("=")[0] for line in F["systemd_unit_hardening"]("/x").splitlines()]
+    assert set(directives) <= set(SYSTEMD.LOCKED_DIRECTIVES)
     for directive in directives:
-        errors = CF.celery_fleet_workers_errors(_workers_vars(celery_workers_unit_extra=[f"{directive}=no"]), [])
+        errors = F["celery_fleet_workers_errors"](_workers_vars(celery_workers_unit_extra=[f"{directive}=no"]), [])
         assert errors == [f"celery_workers_unit_extra[0]: {directive}= is set by the role (user, command or hardening) and cannot be changed here"]
 
 
 def test_both_roles_refuse_the_same_system_directories():
     # One list by construction: a directory refused for one role is refused for the other.
     for directory in ["/var/run", "/run", "/etc", "/opt"]:
-        workers = CF.celery_fleet_workers_errors(_workers_vars(celery_workers_state_dir=directory), [])
-        flower = CF.celery_fleet_flower_errors(_flower_vars(celery_flower_state_dir=directory))
+        workers = F["celery_fleet_workers_errors"](_workers_vars(celery_workers_state_dir=directory), [])
+        flower = F["celery_fleet_flower_errors"](_flower_vars(celery_flower_state_dir=directory))
         assert workers == [f"celery_workers_state_dir: '{directory}' is a system directory; use a directory of its own such as /opt/celery"]
         assert flower == [f"celery_flower_state_dir: '{directory}' is a system directory; use a directory of its own such as /opt/celery-flower"]
 
 
 def test_valid_variables_give_no_error():
-    assert CF.celery_fleet_workers_errors(_workers_vars(), []) == []
-    assert CF.celery_fleet_flower_errors(_flower_vars()) == []
+    assert F["celery_fleet_workers_errors"](_workers_vars(), []) == []
+    assert F["celery_fleet_flower_errors"](_flower_vars()) == []
 
 
 def test_beat_on_more_than_one_host():
-    errors = CF.celery_fleet_workers_errors(_workers_vars(celery_workers_beat_enabled=True), ["a", "b"])
+    errors = F["celery_fleet_workers_errors"](_workers_vars(celery_workers_beat_enabled=True), ["a", "b"])
     assert errors == ["celery_workers_beat_enabled: true on 2 hosts of this play (a, b): enable beat on one host only"]
     # Only a host that runs beat itself reports it.
-    assert CF.celery_fleet_workers_errors(_workers_vars(), ["a", "b"]) == []
+    assert F["celery_fleet_workers_errors"](_workers_vars(), ["a", "b"]) == []
 
 
 def _workers_vars(**overrides):
@@ -187,57 +193,57 @@ PLAN_DEFAULTS = {"pool": "prefork", "concurrency": 2, "process_memory_mb": 100, 
     ({"per_cpu": 1, "min": 2, "max": 2}, 8, 2),
 ])
 def test_relative_sizes_resolve_against_the_cpus(size, cpus, expected):
-    (worker,) = CF.celery_fleet_workers([{"name": "w", "queues": ["q"], "concurrency": size}], {}, cpus)
+    (worker,) = F["celery_fleet_workers"]([{"name": "w", "queues": ["q"], "concurrency": size}], {}, cpus)
     assert worker["concurrency"] == expected
-    (worker,) = CF.celery_fleet_workers([{"name": "w", "queues": ["q"], "autoscale": {"max": size, "min": 1}}], {}, cpus)
+    (worker,) = F["celery_fleet_workers"]([{"name": "w", "queues": ["q"], "autoscale": {"max": size, "min": 1}}], {}, cpus)
     assert worker["autoscale"] == {"max": expected, "min": 1}
 
 
 def test_without_cpus_nothing_is_resolved():
     workers = [{"name": "w", "queues": ["q"], "concurrency": {"per_cpu": 2}}]
-    assert CF.celery_fleet_workers(workers, {}) == workers
+    assert F["celery_fleet_workers"](workers, {}) == workers
 
 
 def test_overrides_change_only_the_named_worker_and_can_leave_one_out():
     fleet = [{"name": "default", "queues": ["default"], "concurrency": 2},
              {"name": "reports", "queues": ["reports"], "autoscale": {"max": 4, "min": 1}},
              {"name": "other", "queue": "other", "loglevel": "warning"}]
-    host = CF.celery_fleet_workers(fleet, {"default": {"concurrency": {"per_cpu": 1}}, "reports": {"concurrency": 3},
+    host = F["celery_fleet_workers"](fleet, {"default": {"concurrency": {"per_cpu": 1}}, "reports": {"concurrency": 3},
                                            "other": {"present": False}}, 8)
     assert host == [{"name": "default", "queues": ["default"], "concurrency": 8},
                     # concurrency given: the entry's autoscale goes
                     {"name": "reports", "queues": ["reports"], "concurrency": 3}]
     assert fleet[1]["autoscale"] == {"max": 4, "min": 1}, "the fleet's list must not be modified"
-    host = CF.celery_fleet_workers(fleet, {"default": {"autoscale": {"max": 6, "min": 2}}, "other": {"present": True}}, 8)
+    host = F["celery_fleet_workers"](fleet, {"default": {"autoscale": {"max": 6, "min": 2}}, "other": {"present": True}}, 8)
     assert host[0] == {"name": "default", "queues": ["default"], "autoscale": {"max": 6, "min": 2}}
     assert [w["name"] for w in host] == ["default", "reports", "other"]
 
 
 def test_override_errors_name_the_override_and_the_composed_entry():
-    errors = CF.celery_fleet_workers_errors(_workers_vars(celery_workers_overrides={"default": {"pool": "forking"}, "ghost": {}}), [])
+    errors = F["celery_fleet_workers_errors"](_workers_vars(celery_workers_overrides={"default": {"pool": "forking"}, "ghost": {}}), [])
     assert errors == ["celery_workers_overrides.ghost: no worker named 'ghost' in celery_workers (names: default)",
                       "celery_workers[0] (name 'default', with celery_workers_overrides): field pool 'forking' is not one of "
                       "prefork, threads, solo, eventlet, gevent"]
 
 
 def test_a_plan_that_fits_and_one_that_does_not():
-    workers = CF.celery_fleet_workers([{"name": "small", "queues": ["a"], "concurrency": 2},
+    workers = F["celery_fleet_workers"]([{"name": "small", "queues": ["a"], "concurrency": 2},
                                        {"name": "big", "queues": ["b"], "autoscale": {"max": {"per_cpu": 2}, "min": 1}},
                                        {"name": "io", "queues": ["c"], "pool": "threads", "concurrency": 50}], {}, 4)
     # small: 1 + 2; big: 1 + 8 (autoscale max); io: threads run in one process.
-    plan = CF.celery_fleet_host_plan(workers, 4, 1700, PLAN_DEFAULTS)
+    plan = F["celery_fleet_host_plan"](workers, 4, 1700, PLAN_DEFAULTS)
     assert [(w["name"], w["size"], w["processes"]) for w in plan["workers"]] == [("small", "2", 3), ("big", "1..8", 9), ("io", "50", 1)]
     assert (plan["processes"], plan["need_mb"], plan["available_mb"], plan["fits"]) == (13, 1300, 1200, False)
     assert plan["message"] == ("13 processes x 100 MB = 1300 MB, but MemTotal 1700 MB - reserve 500 MB leaves 1200 MB; "
                                "biggest worker 'big': 9 processes (prefork 1..8)")
     assert plan["errors"] == []
-    assert CF.celery_fleet_host_plan(workers, 4, 1800, PLAN_DEFAULTS)["fits"] is True   # exactly enough
-    assert CF.celery_fleet_host_plan([], 4, 600, PLAN_DEFAULTS)["fits"] is True
+    assert F["celery_fleet_host_plan"](workers, 4, 1800, PLAN_DEFAULTS)["fits"] is True   # exactly enough
+    assert F["celery_fleet_host_plan"]([], 4, 600, PLAN_DEFAULTS)["fits"] is True
 
 
 def test_autoscale_bounds_that_cross_on_a_host_are_an_error_of_the_plan():
-    workers = CF.celery_fleet_workers([{"name": "w", "queues": ["q"], "autoscale": {"max": {"per_cpu": 1}, "min": 4}}], {}, 2)
-    assert CF.celery_fleet_host_plan(workers, 2, 10**6, PLAN_DEFAULTS)["errors"] == [
+    workers = F["celery_fleet_workers"]([{"name": "w", "queues": ["q"], "autoscale": {"max": {"per_cpu": 1}, "min": 4}}], {}, 2)
+    assert F["celery_fleet_host_plan"](workers, 2, 10**6, PLAN_DEFAULTS)["errors"] == [
         "celery_workers worker 'w': autoscale max resolves to 2, below min 4, on 2 CPUs"]
 
 
@@ -250,22 +256,22 @@ def test_queue_coverage_over_the_fleet():
         "d": {"celery_workers": "not a list"},                     # its own preflight reports it
         "e": {"celery_workers": [{"name": "r", "queue": "reports"}], "celery_workers_overrides": {"r": {"present": False}}},
     }
-    consumers = CF.celery_fleet_consumers(hostvars, list(hostvars), default_workers)
+    consumers = F["celery_fleet_consumers"](hostvars, list(hostvars), default_workers)
     assert consumers == {"default": ["a", "c"], "other": ["b"], "reports": ["a"]}
     required = ["default", "other", "reports", "billing"]
-    errors = CF.celery_fleet_workers_errors(_workers_vars(celery_workers_required_queues=required), [], consumers)
+    errors = F["celery_fleet_workers_errors"](_workers_vars(celery_workers_required_queues=required), [], consumers)
     assert errors == ["celery_workers_required_queues: queue 'billing' has no consumer on any host of the fleet (group celery_workers); "
                       "tasks routed there would wait forever: add it to a worker's queues"]
-    assert CF.celery_fleet_workers_errors(_workers_vars(celery_workers_required_queues=required[:3]), [], consumers) == []
+    assert F["celery_fleet_workers_errors"](_workers_vars(celery_workers_required_queues=required[:3]), [], consumers) == []
 
 
 def test_broker_tls_files_only_those_given_key_not_world_readable():
-    files = CF.celery_fleet_broker_tls_files({"ca_src": "/x/ca.pem", "cert_content": "PEM", "key_content": "KEY", "verify": True},
+    files = F["celery_fleet_broker_tls_files"]({"ca_src": "/x/ca.pem", "cert_content": "PEM", "key_content": "KEY", "verify": True},
                                              "/etc/celery/tls", "celery")
     assert [(f["env"], f["dest"], f["group"], f["mode"]) for f in files] == [
         ("CELERY_BROKER_TLS_CA", "/etc/celery/tls/ca.pem", "root", "0644"),
         ("CELERY_BROKER_TLS_CERT", "/etc/celery/tls/client.pem", "root", "0644"),
         ("CELERY_BROKER_TLS_KEY", "/etc/celery/tls/client.key", "celery", "0640")]
     # Empty values, names and flags deploy nothing.
-    assert CF.celery_fleet_broker_tls_files({"ca_src": "", "cert_content": None, "server_name": "mq", "required": True}, "/d", "g") == []
-    assert CF.celery_fleet_broker_tls_files({}, "/d", "g") == []
+    assert F["celery_fleet_broker_tls_files"]({"ca_src": "", "cert_content": None, "server_name": "mq", "required": True}, "/d", "g") == []
+    assert F["celery_fleet_broker_tls_files"]({}, "/d", "g") == []

@@ -2,12 +2,12 @@
 
 Like tests/test_preflight.py for celery_workers: one ansible-playbook run, in
 check mode and limited to the `celery_flower_preflight` tag, applies the role
-to one inventory host per case (`ansible_connection: local`), once through
-`roles:` (argument spec, then tasks/preflight.yml: group `spec`) and once
-through `include_role` with `rolespec_validate: false` (preflight alone:
-group `pre`). Every bad case fails in the expected task with the expected
-message and changes nothing; every good case passes all of preflight. A
-canary password in every case's secrets must never reach the output.
+as a playbook does (`roles:`: the argument spec, then tasks/preflight.yml) to
+one inventory host per case (`ansible_connection: local`). Each bad input
+runs once and is refused by the argument spec (SPEC) or by preflight's
+"Assert the configuration is valid" (ASSERT), with the expected message, and
+changes nothing; every good case passes all of preflight. A canary password
+in every case's secrets must never reach the output.
 
 Also: the environment file renders every user, escaped for systemd.
 """
@@ -21,11 +21,18 @@ from dataclasses import dataclass
 import pytest
 import yaml
 
-from preflight_harness import ANSIBLE_PLAYBOOK, PEM_FILE, ROOT, RolePreflight, ansible_env
+from preflight_harness import ANSIBLE_PLAYBOOK, PEM_SRC, ROOT, RolePreflight, ansible_env
+from systemd_syntax import parse_env_file
 
 ROLE = ROOT / "roles" / "celery_flower"
-PREFLIGHT = RolePreflight("celery_flower", ["Look up Flower's user and group on the host"],
-                          "Assert Flower's user and group are not root")
+PREFLIGHT = RolePreflight("celery_flower", [
+    "Collect configuration errors",
+    "Assert the configuration is valid",
+    "Look up Flower's user and group on the host",
+    "Assert Flower's user and group are not root",
+])
+SPEC = PREFLIGHT.spec_task
+ASSERT = PREFLIGHT.assert_task
 
 CANARY = "CanaryFlw9q"
 DROP = object()  # removes a base variable from a case
@@ -49,8 +56,8 @@ PEM_KEY = f"-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49{CANARY}\n-----END 
 class Case:
     id: str
     vars: dict
-    expect: list[str]  # fragments of preflight's message
-    spec: list[str] | None = None  # fragments of the argument spec's message, when it refuses first
+    expect: list[str]  # fragments of the message of the task that refuses it
+    by: str = ASSERT  # that task
 
 
 BAD = [
@@ -69,25 +76,23 @@ BAD = [
          ["celery_flower_basic_auth[0]: field password must not contain newlines"]),
     Case("password_short", {"celery_flower_basic_auth": [_user(password="Canary")]},
          ["celery_flower_basic_auth[0]: field password must have 8 characters or more"]),
-    Case("password_missing", {"celery_flower_basic_auth": [{"user": "ops"}]}, ["celery_flower_basic_auth[0]: field password is required"],
-         spec=["missing required arguments: password"]),
+    Case("password_missing", {"celery_flower_basic_auth": [{"user": "ops"}]}, ["missing required arguments: password found in celery_flower_basic_auth"], by=SPEC),
     Case("user_unknown_field", {"celery_flower_basic_auth": [{**_user(), "role": "admin"}]},
-         ["celery_flower_basic_auth[0]: unknown field 'role'"], spec=["role"]),
-    Case("users_not_a_list", {"celery_flower_basic_auth": "ops:" + CANARY}, ["celery_flower_basic_auth: must be a list"],
-         spec=["celery_flower_basic_auth"]),
+         ["celery_flower_basic_auth.role. Supported parameters include: password, user."], by=SPEC),
+    Case("users_not_a_list", {"celery_flower_basic_auth": "ops:" + CANARY}, ["Elements value for option 'celery_flower_basic_auth' is of type str and we were unable to convert to dict"], by=SPEC),
     Case("allow_unauthenticated_not_a_bool", {"celery_flower_allow_unauthenticated": "maybe"},
-         ["celery_flower_allow_unauthenticated: must be true or false, got 'maybe'"], spec=["celery_flower_allow_unauthenticated"]),
+         ["argument 'celery_flower_allow_unauthenticated' is of type str and we were unable to convert to bool", "'maybe'"], by=SPEC),
     # --- address and port
     Case("port_privileged", {"celery_flower_port": 80}, ["celery_flower_port: must be a TCP port from 1024 to 65535", "got '80'"]),
     Case("port_too_big", {"celery_flower_port": 70000}, ["celery_flower_port: must be a TCP port from 1024 to 65535"]),
-    Case("port_not_a_number", {"celery_flower_port": "http"}, ["celery_flower_port: must be a TCP port"], spec=["celery_flower_port"]),
+    Case("port_not_a_number", {"celery_flower_port": "http"}, ["argument 'celery_flower_port' is of type str and we were unable to convert to int", "'http'"], by=SPEC),
     Case("address_public_without_ack", {"celery_flower_address": "0.0.0.0"},
          ["celery_flower_address: '0.0.0.0' is not a loopback address", "/metrics", "/healthcheck without authentication",
           "set celery_flower_public_endpoints: true"]),
     Case("address_lan_without_ack", {"celery_flower_address": "10.0.0.5"}, ["celery_flower_address: '10.0.0.5' is not a loopback address"]),
     Case("address_ipv6_any_without_ack", {"celery_flower_address": "::"}, ["celery_flower_address: '::' is not a loopback address"]),
     Case("public_endpoints_not_a_bool", {"celery_flower_address": "0.0.0.0", "celery_flower_public_endpoints": "sure"},
-         ["celery_flower_public_endpoints: must be true or false, got 'sure'"], spec=["celery_flower_public_endpoints"]),
+         ["argument 'celery_flower_public_endpoints' is of type str and we were unable to convert to bool", "'sure'"], by=SPEC),
     Case("address_newline", {"celery_flower_address": "127.0.0.1\n--debug"},
          ["celery_flower_address: '127.0.0.1\\n--debug' is not an IPv4 or IPv6 address or a host name"]),
     Case("address_with_space", {"celery_flower_address": "127.0.0.1 --debug"}, ["celery_flower_address: '127.0.0.1 --debug' is not"]),
@@ -115,8 +120,7 @@ BAD = [
     Case("max_tasks_zero", {"celery_flower_max_tasks": 0}, ["celery_flower_max_tasks: must be a positive integer, got '0'"]),
     Case("purge_negative", {"celery_flower_purge_offline_workers": -5}, ["celery_flower_purge_offline_workers: must be 0 or a positive integer"]),
     Case("url_prefix_traversal", {"celery_flower_url_prefix": "../admin"}, ["celery_flower_url_prefix: '../admin' must be"]),
-    Case("loglevel_unknown", {"celery_flower_loglevel": "verbose"}, ["celery_flower_loglevel: 'verbose' is not one of debug, info"],
-         spec=["celery_flower_loglevel"]),
+    Case("loglevel_unknown", {"celery_flower_loglevel": "verbose"}, ["value of celery_flower_loglevel must be one of: debug, info, warning, error, none, got: verbose"], by=SPEC),
     Case("environment_sets_the_users", {"celery_flower_environment": {"FLOWER_BASIC_AUTH": f"x:{CANARY}"}},
          ["celery_flower_environment.FLOWER_BASIC_AUTH: is set by the role"]),
     Case("environment_opens_the_api", {"celery_flower_environment": {"flower_unauthenticated_api": "true"}},
@@ -141,7 +145,7 @@ BAD = [
 GOOD = {
     "minimal": {},
     "tls_verified_with_client_cert": {"celery_flower_broker_url": AMQPS, "celery_flower_broker_tls": {
-        "ca_src": str(PEM_FILE), "cert_src": str(PEM_FILE), "key_content": PEM_KEY,
+        "ca_src": PEM_SRC, "cert_src": PEM_SRC, "key_content": PEM_KEY,
         "server_name": "mq.internal.example.org", "required": True}},
     "unauthenticated_allowed": {"celery_flower_basic_auth": [], "celery_flower_allow_unauthenticated": True},
     # Standalone use beside the workers' inventory: the broker URL comes from celery_workers_broker_url.
@@ -192,18 +196,17 @@ def run(tmp_path_factory):
 def test_case_ids_unique():
     assert len({c.id for c in BAD}) == len(BAD)
     assert len(BAD) >= 25
+    assert {c.by for c in BAD} == {SPEC, ASSERT}
 
 
-@pytest.mark.parametrize("mode", ["spec", "pre"])
 @pytest.mark.parametrize("case", BAD, ids=[c.id for c in BAD])
-def test_bad_input_fails_in_preflight_and_changes_nothing(run, case, mode):
-    PREFLIGHT.assert_refused(run, f"{mode}__{case.id}", mode, case.expect, case.spec)
+def test_bad_input_is_refused_and_changes_nothing(run, case):
+    PREFLIGHT.assert_refused(run, f"bad__{case.id}", case.by, case.expect)
 
 
-@pytest.mark.parametrize("mode", ["spec", "pre"])
 @pytest.mark.parametrize("name", sorted(GOOD))
-def test_good_input_passes_preflight(run, name, mode):
-    assert PREFLIGHT.assert_passed(run, f"good_{mode}__{name}", mode).startswith("celery_flower preflight passed: Flower on ")
+def test_good_input_passes_preflight(run, name):
+    assert PREFLIGHT.assert_passed(run, f"good__{name}").startswith("celery_flower preflight passed: Flower on ")
 
 
 def test_secrets_never_in_the_output(run):
@@ -236,7 +239,7 @@ def test_environment_file_renders_every_user_escaped_for_systemd(tmp_path):
                           cwd=tmp_path, env=ansible_env(), capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     text = (tmp_path / "flower.env").read_text()
-    env = _parse_systemd_env(text)
+    env = parse_env_file(text)
     assert env["FLOWER_BASIC_AUTH"] == f"ops:{CANARY}pw,viewer:{tricky}"
     assert env["CELERY_BROKER_URL"] == BASE["celery_flower_broker_url"]
     assert env["FLOWER_BROKER_API"] == "http://u:p@mq:15672/api/"
@@ -244,21 +247,19 @@ def test_environment_file_renders_every_user_escaped_for_systemd(tmp_path):
     assert text.startswith("#") and "Ansible managed" in text
 
 
-def _parse_systemd_env(text: str) -> dict[str, str]:
-    """KEY="value" lines as systemd reads them: inside double quotes, backslash escapes the next character."""
-    out = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        key, raw = line.split("=", 1)
-        assert raw.startswith('"') and raw.endswith('"'), line
-        value, i, body = [], 0, raw[1:-1]
-        while i < len(body):
-            if body[i] == "\\":
-                i += 1
-            else:
-                assert body[i] != '"', f"unescaped quote in {line!r}"
-            value.append(body[i])
-            i += 1
-        out[key] = "".join(value)
-    return out
+@pytest.mark.parametrize("line", [
+    'FLOWER_BASIC_AUTH="ops:pa$HOME"',        # $ not escaped: a shell would expand it
+    'FLOWER_BASIC_AUTH="ops:`id`"',           # backtick not escaped
+    'FLOWER_BASIC_AUTH="ops:say "hi""',       # quote not escaped
+    'FLOWER_BASIC_AUTH="ops:ends\\"',         # the backslash escapes the closing quote
+    'FLOWER_BASIC_AUTH=ops:unquoted',
+    'FLOWER_BASIC_AUTH="ops:x" trailing',
+])
+def test_the_env_file_reader_refuses_what_escaping_must_prevent(line):
+    """The reader above sees a missing escape: it refuses the line instead of reading a value."""
+    with pytest.raises(AssertionError):
+        parse_env_file(line + "\n")
+
+
+def test_the_env_file_reader_reads_the_escapes():
+    assert parse_env_file('A="\\$x \\` \\" \\\\ \\n"\n') == {"A": '$x ` " \\ \\n'}

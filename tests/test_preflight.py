@@ -1,20 +1,28 @@
 """Bad input is refused before anything changes.
 
-One ansible-playbook run applies the role, in check mode and limited to the
-`celery_workers_preflight` tag, to one inventory host per case (all
-`ansible_connection: local`):
+One ansible-playbook run applies the role as a playbook does (`roles:`), in
+check mode and limited to the `celery_workers_preflight` tag, to one
+inventory host per case (all `ansible_connection: local`). Each bad input
+runs once, and is refused by one of (in the order they run):
 
-* group `spec`: the role as a playbook applies it (`roles:`), so the argument
-  spec of meta/argument_specs.yml is validated first, then tasks/preflight.yml;
-* group `pre`: the same cases through `include_role` with
-  `rolespec_validate: false`, so tasks/preflight.yml alone must catch every
-  case, with a message naming the entry index, the worker name and the field.
+* SPEC: Ansible's check of meta/argument_specs.yml before the role's first
+  task (types, choices, required, mutually exclusive, unknown keys);
+* ENTRIES: "Check the host's workers against the argument spec", the same
+  spec applied to each of the host's entries with celery_workers_overrides
+  applied (a bad field that comes from an override), its message naming the
+  entry, the worker and the field;
+* ASSERT: "Assert the configuration is valid", the rules a spec cannot say
+  (filter celery_fleet_workers_errors: shapes, ranges, cross-field rules);
+* FIT: "Assert the workers fit in the host's memory", after the read-only
+  look at the host (its CPUs and MemTotal).
 
-Every bad case must fail in the expected task with the expected message,
-report nothing changed and reach no task past the configuration checks (not
-even the read-only user lookup); every good case must pass all of preflight.
-The tag filter and check mode are two locks that keep even a case passing by
-mistake from installing anything on the machine running the tests.
+Every bad case must fail in its task with the expected message, report
+nothing changed and reach no task past the one that refused it (a case
+refused by ASSERT not even the read-only look at the host); every good case
+must pass all of preflight. The tag filter and check mode are two locks that
+keep even a case passing by mistake from installing anything on the machine
+running the tests. (A role included with `rolespec_validate: false` is not
+supported, so no case runs without the spec.)
 
 Each host's broker URL carries a canary password that must never appear in
 the output. That the host really stays untouched (no check mode, no tag) is
@@ -30,20 +38,33 @@ import re
 import pytest
 import yaml
 
-from preflight_harness import PEM_FILE, ROOT, RolePreflight, celery_fleet
+from preflight_harness import PEM_SRC, PEM_TEXT, ROOT, RolePreflight, plugin_util
 
 ROLE = ROOT / "roles" / "celery_workers"
-PREFLIGHT = RolePreflight("celery_workers",
-                          ["Look up the workers' user on the host", "Look up the workers' group on the host"],
-                          "Assert the workers' user and group are not root",
-                          ["Read the host's CPU count and memory", "Work out what the workers need on this host",
-                           "Assert the workers fit in the host's memory"])
+WARN_TASK = "Warn that the workers may not fit in the host's memory"
+PREFLIGHT = RolePreflight("celery_workers", [
+    "Check the host's workers against the argument spec",
+    "Collect configuration errors",
+    "Assert the configuration is valid",
+    "Read the host's CPUs, memory and the workers' accounts",
+    "Assert the workers' user and group are not root",
+    "Work out what the workers need on this host",
+    "Assert the workers fit in the host's memory",
+    WARN_TASK,
+], optional=(WARN_TASK,))
 
-FIT_TASK = "Assert the workers fit in the host's memory"
+# Where a case is refused.
+SPEC = PREFLIGHT.spec_task
+ENTRIES = PREFLIGHT.task("Check the host's workers against the argument spec")
+ASSERT = PREFLIGHT.assert_task
+FIT = PREFLIGHT.task("Assert the workers fit in the host's memory")
 
 CANARY = "CanaryPw7x"  # part of every case's broker password
 
 W0 = {"name": "default", "queues": ["default"]}
+
+# The directives of every unit's sandbox, which celery_workers_unit_extra must not change.
+HARDENING_DIRECTIVES = [line.split("=")[0] for line in plugin_util("_systemd").HARDENING]
 
 
 def worker(**fields):
@@ -56,8 +77,13 @@ def at(name):
     return f"celery_workers[1] (name '{name}')"
 
 
+def overridden(index, name):
+    """How preflight and the entries' spec check name an entry changed by celery_workers_overrides."""
+    return f"celery_workers[{index}] (name '{name}', with celery_workers_overrides)"
+
+
 # PEM-shaped text (preflight checks the block markers, not the DER inside).
-PEM_CERT = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----\n"
+PEM_CERT = PEM_TEXT
 PEM_KEY = f"-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49{CANARY}\n-----END PRIVATE KEY-----\n"
 
 
@@ -67,27 +93,17 @@ def tls(scheme="amqps", **keys):
 
 
 class Case:
-    """One bad input: its variables, what preflight says, what the arg spec says (None: the spec lets it through)."""
+    """One bad input: its variables, the task that refuses it (by) and fragments of its message."""
 
-    def __init__(self, case_id, variables, expect, spec=None, copies=1, task=None):
+    def __init__(self, case_id, variables, expect, by=ASSERT, copies=1):
         self.id = case_id
         self.vars = variables
         self.expect = expect
-        self.spec = spec
+        self.by = by
         self.copies = copies
-        self.task = task  # the preflight task that refuses it, when not the configuration assert
 
     def __repr__(self):
         return self.id
-
-
-def _hardening_directives():
-    """The directives of every unit's sandbox (which celery_workers_unit_extra must not change):
-    what unit_hardening.j2 renders, the filter systemd_unit_hardening with a writable path."""
-    text = celery_fleet().systemd_unit_hardening("/var/lib/celery")
-    directives = re.findall(r"^([A-Z][A-Za-z]+)=", text, re.M)
-    assert "ReadWritePaths" in directives and len(directives) >= 20, directives
-    return directives
 
 
 BAD = [
@@ -105,12 +121,10 @@ BAD = [
     Case("name_too_long", worker(name="w" * 64), [at("w" * 60), "field name must match"]),
     Case("name_duplicate", worker(name="default"), [at("default"), "field name is a duplicate"]),
     Case("name_duplicate_other_case", worker(name="DEFAULT"), [at("DEFAULT"), "field name is a duplicate"]),
-    Case("name_missing", {"celery_workers": [W0, {"queues": ["q"]}]}, [at(""), "field name must match"],
-         spec=["missing required arguments: name found in celery_workers"]),
+    Case("name_missing", {"celery_workers": [W0, {"queues": ["q"]}]}, ["missing required arguments: name found in celery_workers"], by=SPEC),
     Case("name_number", worker(name=12), [at("12"), "field name must match"]),
     # --- queues: joined with commas into -Q
-    Case("queues_missing", {"celery_workers": [W0, {"name": "w"}]}, [at("w"), "field queues is required"],
-         spec=["one of the following is required: queues, queue found in celery_workers"]),
+    Case("queues_missing", {"celery_workers": [W0, {"name": "w"}]}, ["one of the following is required: queues, queue found in celery_workers"], by=SPEC),
     Case("queues_empty_list", worker(queues=[]), [at("w"), "field queues must be a non-empty list"]),
     Case("queues_empty_name", worker(queues=[""]), [at("w"), "field queues: '' is not a safe queue name"]),
     Case("queue_with_comma", worker(queues=["a,b"]), [at("w"), "field queues: 'a,b' is not a safe queue name"]),
@@ -119,8 +133,7 @@ BAD = [
     Case("queue_with_newline", worker(queues=["a\n"]), [at("w"), "field queues: 'a\\n' is not a safe queue name"]),
     Case("queue_with_percent", worker(queues=["a%n"]), [at("w"), "field queues: 'a%n' is not a safe queue name"]),
     Case("queue_twice", worker(queues=["a", "a"]), [at("w"), "field queues lists a queue twice"]),
-    Case("queue_and_queues", worker(queue="q"), [at("w"), "fields queue and queues are mutually exclusive"],
-         spec=["parameters are mutually exclusive: queues|queue found in celery_workers"]),
+    Case("queue_and_queues", worker(queue="q"), ["parameters are mutually exclusive: queues|queue found in celery_workers"], by=SPEC),
     Case("queues_is_a_string", worker(queues="a,b"), [at("w"), "field queues must be a non-empty list"]),
     # --- numbers
     Case("concurrency_string", worker(concurrency="four"), [at("w"), "field concurrency must be a positive integer or {per_cpu: N, min: A, max: B}, got 'four'"]),
@@ -176,48 +189,38 @@ BAD = [
     Case("override_present_not_bool", {"celery_workers_overrides": {"default": {"present": "no"}}},
          ["celery_workers_overrides.default: field present must be true or false, got 'no'"]),
     Case("overrides_a_list", {"celery_workers_overrides": [{"default": {}}]},
-         ["celery_workers_overrides: must be a mapping of worker name -> fields to change, got list"],
-         spec=["argument 'celery_workers_overrides' is of type list and we were unable to convert to dict"]),
+         ["argument 'celery_workers_overrides' is of type list and we were unable to convert to dict"], by=SPEC),
     # Memory fit settings and required queues.
     Case("process_memory_zero", {"celery_workers_process_memory_mb": 0}, ["celery_workers_process_memory_mb: must be a positive integer, got '0'"]),
-    Case("memory_check_unknown", {"celery_workers_memory_check": "ignore"}, ["celery_workers_memory_check: 'ignore' is not one of fail, warn"],
-         spec=["value of celery_workers_memory_check must be one of: fail, warn, got: ignore"]),
+    Case("memory_check_unknown", {"celery_workers_memory_check": "ignore"}, ["value of celery_workers_memory_check must be one of: fail, warn, got: ignore"], by=SPEC),
     Case("required_queue_without_consumer", {"celery_workers_required_queues": ["default", "nobody-reads-this"]},
          ["celery_workers_required_queues: queue 'nobody-reads-this' has no consumer on any host of the fleet (group celery_workers)"]),
     # Memory fit: refused after the read-only look at the host (its MemTotal and CPUs), still before any change.
     Case("does_not_fit_relative", {"celery_workers": [{"name": "huge", "queues": ["default"], "concurrency": {"per_cpu": 4000}}]},
          ["celery_workers preflight failed on ", ": the workers do not fit in memory: ", " processes x 128 MB = ",
           "but MemTotal ", " MB - reserve 512 MB leaves ", "biggest worker 'huge': ", "celery_workers_memory_check: warn only warns"],
-         task=FIT_TASK),
+         by=FIT),
     Case("does_not_fit_estimate", {"celery_workers_process_memory_mb": 10000000},
          [": the workers do not fit in memory: 3 processes x 10000000 MB = 30000000 MB", "biggest worker 'default': 3 processes (prefork 2)"],
-         task=FIT_TASK),
+         by=FIT),
     Case("autoscale_crosses_on_this_host", worker(autoscale={"max": {"per_cpu": 1, "max": 1}, "min": 2}),
-         ["celery_workers preflight failed on ", "celery_workers worker 'w': autoscale max resolves to 1, below min 2, on "], task=FIT_TASK),
+         ["celery_workers preflight failed on ", "celery_workers worker 'w': autoscale max resolves to 1, below min 2, on "], by=FIT),
     Case("required_queue_unsafe", {"celery_workers_required_queues": ["a,b"]}, ["celery_workers_required_queues: 'a,b' is not a safe queue name"]),
     Case("required_queue_left_by_override", {"celery_workers_required_queues": ["only-here"],
                                               "celery_workers": [W0, {"name": "solo", "queues": ["only-here"]}],
                                               "celery_workers_overrides": {"solo": {"present": False}}},
          ["celery_workers_required_queues: queue 'only-here' has no consumer"]),
-    Case("autoscale_missing_min", worker(autoscale={"max": 4}), [at("w"), "field autoscale must be a mapping {max: N, min: M}"],
-         spec=["missing required arguments: min found in celery_workers -> autoscale"]),
+    Case("autoscale_missing_min", worker(autoscale={"max": 4}), ["missing required arguments: min found in celery_workers -> autoscale"], by=SPEC),
     Case("autoscale_with_concurrency", worker(autoscale={"max": 4, "min": 1}, concurrency=2),
-         [at("w"), "fields concurrency and autoscale are mutually exclusive"],
-         spec=["parameters are mutually exclusive: concurrency|autoscale found in celery_workers"]),
+         ["parameters are mutually exclusive: concurrency|autoscale found in celery_workers"], by=SPEC),
     # --- unknown keys and choices
-    Case("unknown_key", worker(colour="red"), [at("w"), "unknown field 'colour'"],
-         spec=["celery_workers.colour", "Supported parameters include"]),
-    Case("misspelled_key", worker(concurency=4), [at("w"), "unknown field 'concurency'"], spec=["celery_workers.concurency"]),
-    Case("unknown_autoscale_key", worker(autoscale={"max": 4, "min": 1, "step": 1}), [at("w"), "field autoscale must be a mapping"],
-         spec=["celery_workers.autoscale.step"]),
-    Case("unknown_loglevel", worker(loglevel="verbose"), [at("w"), "field loglevel 'verbose' is not one of"],
-         spec=["value of loglevel must be one of", "got: verbose found in celery_workers"]),
-    Case("unknown_pool", worker(pool="forking"), [at("w"), "field pool 'forking' is not one of"],
-         spec=["value of pool must be one of", "got: forking found in celery_workers"]),
-    Case("loglevel_newline", worker(loglevel="info\nUser=root"), [at("w"), "field loglevel 'info\\nUser=root' is not one of"],
-         spec=["value of loglevel must be one of"]),
-    Case("global_loglevel_unknown", {"celery_workers_loglevel": "loud"}, ["celery_workers_loglevel: 'loud' is not one of"],
-         spec=["value of celery_workers_loglevel must be one of"]),
+    Case("unknown_key", worker(colour="red"), ["celery_workers.colour", "Supported parameters include"], by=SPEC),
+    Case("misspelled_key", worker(concurency=4), ["celery_workers.concurency"], by=SPEC),
+    Case("unknown_autoscale_key", worker(autoscale={"max": 4, "min": 1, "step": 1}), ["celery_workers.autoscale.step"], by=SPEC),
+    Case("unknown_loglevel", worker(loglevel="verbose"), ["value of loglevel must be one of", "got: verbose found in celery_workers"], by=SPEC),
+    Case("unknown_pool", worker(pool="forking"), ["value of pool must be one of", "got: forking found in celery_workers"], by=SPEC),
+    Case("loglevel_newline", worker(loglevel="info\nUser=root"), ["value of loglevel must be one of"], by=SPEC),
+    Case("global_loglevel_unknown", {"celery_workers_loglevel": "loud"}, ["value of celery_workers_loglevel must be one of"], by=SPEC),
     Case("global_concurrency_zero", {"celery_workers_concurrency": 0}, ["celery_workers_concurrency: must be a positive integer, got '0'"]),
     Case("global_stop_timeout_zero", {"celery_workers_stop_timeout": 0}, ["celery_workers_stop_timeout: must be a positive integer, got '0'"]),
     Case("global_restart_sec_negative", {"celery_workers_restart_sec": -5},
@@ -233,8 +236,7 @@ BAD = [
     Case("env_value_mapping", worker(env={"FOO": {"a": 1}}), [at("w"), "field env.FOO: value must be"]),
     Case("env_bad_key", worker(env={"BAD-KEY": "x"}), [at("w"), "field env: key 'BAD-KEY' is not a valid environment variable name"]),
     Case("env_key_newline", worker(env={"FOO\nBAR": "x"}), [at("w"), "field env: key 'FOO\\nBAR' is not a valid"]),
-    Case("env_not_a_mapping", worker(env=[f"FOO={CANARY}"]), [at("w"), "field env must be a mapping"],
-         spec=["argument 'env' is of type list found in 'celery_workers'"]),
+    Case("env_not_a_mapping", worker(env=[f"FOO={CANARY}"]), ["argument 'env' is of type list found in 'celery_workers'"], by=SPEC),
     Case("global_env_newline", {"celery_workers_environment": {"FOO": f"{CANARY}\nb"}},
          ["celery_workers_environment.FOO: value must be a string or number without newlines"]),
     Case("global_env_bad_key", {"celery_workers_environment": {"1FOO": "a"}}, ["celery_workers_environment: key '1FOO' is not a valid"]),
@@ -268,16 +270,15 @@ BAD = [
     Case("tls_ca_content_not_pem", tls(ca_content="MIIBhello"), ["celery_workers_broker_tls.ca_content is not PEM"]),
     Case("tls_key_content_not_pem", tls(cert_content=PEM_CERT, key_content=f"ssh-ed25519 {CANARY}"),
          ["celery_workers_broker_tls.key_content is not PEM: no '-----BEGIN ... PRIVATE KEY-----' block"]),
-    Case("tls_src_and_content", tls(ca_src="/etc/hostname", ca_content=PEM_CERT), ["celery_workers_broker_tls: give ca_src or ca_content, not both"]),
+    Case("tls_src_and_content", tls(ca_src="/etc/hostname", ca_content=PEM_CERT),
+         ["parameters are mutually exclusive: ca_src|ca_content found in celery_workers_broker_tls"], by=SPEC),
     Case("tls_required_with_plain_url", tls("amqp", required=True),
          ["celery_workers_broker_tls.required: is true but the broker URL is amqp:// (plain text)"]),
     Case("tls_files_with_plain_url", tls("amqp", ca_content=PEM_CERT, server_name="mq.example.org"),
          ["celery_workers_broker_tls: ca_content, server_name given but the broker URL is not amqps://"]),
     Case("tls_server_name_bad", tls(server_name="mq example"), ["celery_workers_broker_tls.server_name: 'mq example' is not a host name"]),
-    Case("tls_unknown_key", tls(cafile="/etc/ssl/ca.pem"), ["celery_workers_broker_tls: unknown key 'cafile'"],
-         spec=["celery_workers_broker_tls", "cafile"]),
-    Case("tls_not_a_mapping", {"celery_workers_broker_tls": "/etc/ssl/ca.pem"}, ["celery_workers_broker_tls: must be a mapping"],
-         spec=["celery_workers_broker_tls"]),
+    Case("tls_unknown_key", tls(cafile="/etc/ssl/ca.pem"), ["celery_workers_broker_tls", "cafile"], by=SPEC),
+    Case("tls_not_a_mapping", {"celery_workers_broker_tls": "/etc/ssl/ca.pem"}, ["celery_workers_broker_tls"], by=SPEC),
     # --- accounts and paths
     Case("user_root", {"celery_workers_user": "root"}, ["celery_workers_user: workers must not run as root"]),
     Case("group_root", {"celery_workers_group": "root"}, ["celery_workers_group: workers must not run as root"]),
@@ -302,14 +303,12 @@ BAD = [
     Case("unit_extra_credentials", {"celery_workers_unit_extra": [f"Environment=CELERY_BROKER_URL=amqp://u:{CANARY}@mq/v"]},
          ["celery_workers_unit_extra[0]: holds a URL with credentials"]),
     # Every directive of the hardening include, each on its own line of one list.
-    Case("unit_extra_loosens_hardening", {"celery_workers_unit_extra": ["MemoryMax=1G"] + [f"{d}=" for d in _hardening_directives()]},
-         [f"celery_workers_unit_extra[{i}]: {d}= is set by the role" for i, d in enumerate(_hardening_directives(), 1)]),
+    Case("unit_extra_loosens_hardening", {"celery_workers_unit_extra": ["MemoryMax=1G"] + [f"{d}=" for d in HARDENING_DIRECTIVES]},
+         [f"celery_workers_unit_extra[{i}]: {d}= is set by the role" for i, d in enumerate(HARDENING_DIRECTIVES, 1)]),
     # --- the list itself, pip, beat
-    Case("workers_not_a_list", {"celery_workers": {"name": "w", "queues": ["q"]}}, ["celery_workers: must be a list of workers"],
-         spec=["argument 'celery_workers' is of type dict"]),
-    Case("workers_null", {"celery_workers": None}, ["celery_workers: must be a list of workers ([] for none), got NoneType"]),
-    Case("entry_not_a_mapping", {"celery_workers": [W0, "other"]}, ["celery_workers[1]: must be a mapping"],
-         spec=["Elements value for option 'celery_workers' is of type str and we were unable to convert to dict"]),
+    Case("workers_not_a_list", {"celery_workers": {"name": "w", "queues": ["q"]}}, ["argument 'celery_workers' is of type dict"], by=SPEC),
+    Case("workers_null", {"celery_workers": None}, ["argument 'celery_workers' is of type NoneType and we were unable to convert to list"], by=SPEC),
+    Case("entry_not_a_mapping", {"celery_workers": [W0, "other"]}, ["Elements value for option 'celery_workers' is of type str and we were unable to convert to dict"], by=SPEC),
     Case("pip_environment_credentials", {"celery_workers_pip_environment": {"PIP_INDEX_URL": f"https://u:{CANARY}@pypi.example/simple"}},
          ["celery_workers_pip_environment.PIP_INDEX_URL: holds a URL with credentials"]),
     Case("pip_package_is_an_option", {"celery_workers_pip_packages": ["--index-url=http://evil.example/simple"]},
@@ -318,31 +317,50 @@ BAD = [
          copies=2),
 ]
 
+# Fields that celery_workers_overrides puts into an entry: the spec at role start
+# does not see inside the overrides, the spec check of the host's entries does.
+BAD += [
+    Case("override_bad_choice", {"celery_workers_overrides": {"default": {"pool": "forking"}}},
+         [overridden(0, "default"), "value of pool must be one of", "got: forking"], by=ENTRIES),
+    Case("override_unknown_field", {"celery_workers_overrides": {"default": {"colour": "red"}}},
+         [overridden(0, "default"), "colour"], by=ENTRIES),
+    Case("override_bad_type", {"celery_workers_overrides": {"default": {"max_tasks_per_child": "many"}}},
+         [overridden(0, "default"), "max_tasks_per_child"], by=ENTRIES),
+    Case("override_queue_beside_queues", {"celery_workers_overrides": {"default": {"queue": "other"}}},
+         [overridden(0, "default"), "parameters are mutually exclusive: queues|queue"], by=ENTRIES),
+    Case("override_env_not_a_mapping", {"celery_workers": [W0, {"name": "w", "queues": ["q"]}],
+                                        "celery_workers_overrides": {"w": {"env": [f"FOO={CANARY}"]}}},
+         [overridden(1, "w"), "env"], by=ENTRIES),
+]
 
-def _full_example():
-    """The commented "A full example" of defaults/main.yml: the documented example must pass."""
-    lines = (ROLE / "defaults" / "main.yml").read_text().splitlines()
-    start = lines.index("# A full example:") + 1
-    assert lines[start] == "# celery_workers:"
-    block = [lines[start][2:]]
-    for line in lines[start + 1:]:
-        if not line.startswith("#   "):
-            break
-        block.append(line[2:])
-    example = yaml.safe_load("\n".join(block))
-    assert len(example["celery_workers"]) >= 3, example
-    return example
+
+def _readme_example():
+    """The vars of the role in "Example Playbook" of the role's README: the documented example must pass.
+    Its broker password comes from a vault variable, given here (the canary)."""
+    text = (ROLE / "README.md").read_text()
+    section = text.split("\nExample Playbook\n", 1)[1]
+    block = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
+    (play,) = yaml.safe_load(block)
+    (role,) = play["roles"]
+    assert role["role"] == "celery_fleet.celery.celery_workers", role
+    example = dict(role["vars"])
+    assert "vault_celery_broker_password" in example["celery_workers_broker_url"], example
+    assert len(example["celery_workers"]) >= 2, example
+    return {**example, "vault_celery_broker_password": f"{CANARY}readme"}
 
 
 GOOD = {
     "defaults": {},
     "tls_managed_broker": tls(required=True),
     "tls_private_ca_client_cert": tls(ca_content=PEM_CERT, cert_content=PEM_CERT, key_content=PEM_KEY, server_name="mq.internal.example.org"),
-    "tls_ca_file_on_the_controller": tls(ca_src=str(PEM_FILE)),
+    "tls_ca_file_on_the_controller": tls(ca_src=PEM_SRC),
     "tls_unverified_acknowledged": tls(verify=False, unverified_ok=True),
     "empty_list": {"celery_workers": []},
-    "full_example": _full_example(),
+    "readme_example": _readme_example(),
     "molecule_worker2": yaml.safe_load((ROOT / "molecule/default/inventory/host_vars/mol-worker2.yml").read_text()),
+    "overrides": {"celery_workers": [W0, {"name": "r", "queue": "reports", "autoscale": {"max": 4, "min": 1}}],
+                  "celery_workers_overrides": {"default": {"concurrency": {"per_cpu": 1, "max": 2}, "loglevel": "warning"},
+                                               "r": {"concurrency": 1, "env": {"X": CANARY}}}},
     "edge_values": {
         "celery_workers": [
             {"name": "w" * 63, "queues": ["a.b:c@d-e_f"], "concurrency": "4"},
@@ -356,7 +374,7 @@ GOOD = {
         "celery_workers_state_dir": "/srv/celery-state",
     },
     # The number rules compare numbers, not strings ("9" > "10", "100" < "60"), and accept
-    # the limits of int_re (1 and 10 digits) and equal autoscale bounds.
+    # the limits of INT_RE (1 and 10 digits) and equal autoscale bounds.
     "number_edges": {
         "celery_workers": [
             {"name": "a", "queues": ["a"], "time_limit": 10, "soft_time_limit": 9, "concurrency": 1},
@@ -370,6 +388,9 @@ GOOD = {
         "celery_workers_concurrency": 1,
     },
 }
+# A plan that does not fit, with the check turned into a warning: preflight passes and says so.
+WARN_ONLY = "does_not_fit_but_warn"
+GOOD[WARN_ONLY] = {"celery_workers_process_memory_mb": 10000000, "celery_workers_memory_check": "warn"}
 
 
 def _case_vars(variables, index):
@@ -379,12 +400,8 @@ def _case_vars(variables, index):
 def _inventory():
     bad = {f"{case.id}__{copy}": _case_vars(case.vars, i)
            for i, case in enumerate(BAD) for copy in range(case.copies)}
-    good = {name: _case_vars(variables, 1000) for name, variables in {**GOOD, **WARN_ONLY}.items()}
+    good = {name: _case_vars(variables, 1000) for name, variables in GOOD.items()}
     return RolePreflight.inventory(bad, good)
-
-
-# A plan that does not fit, with the check turned into a warning: preflight passes and says so.
-WARN_ONLY = {"does_not_fit_but_warn": {"celery_workers_process_memory_mb": 10000000, "celery_workers_memory_check": "warn"}}
 
 
 @pytest.fixture(scope="module")
@@ -395,31 +412,33 @@ def run(tmp_path_factory):
 def test_enough_bad_cases():
     assert len(BAD) >= 20
     assert len({c.id for c in BAD}) == len(BAD), "case ids must be unique"
+    # Every refusing task has cases.
+    assert {c.by for c in BAD} == {SPEC, ENTRIES, ASSERT, FIT}
 
 
-@pytest.mark.parametrize("mode", ["spec", "pre"])
 @pytest.mark.parametrize("case", BAD, ids=[c.id for c in BAD])
-def test_bad_input_fails_in_preflight_and_changes_nothing(run, case, mode):
+def test_bad_input_is_refused_and_changes_nothing(run, case):
     for copy in range(case.copies):
-        PREFLIGHT.assert_refused(run, f"{mode}__{case.id}__{copy}", mode, case.expect, case.spec, case.task)
+        PREFLIGHT.assert_refused(run, f"bad__{case.id}__{copy}", case.by, case.expect)
 
 
-@pytest.mark.parametrize("mode", ["spec", "pre"])
 @pytest.mark.parametrize("name", sorted(GOOD))
-def test_good_input_passes_preflight(run, name, mode):
-    assert PREFLIGHT.assert_passed(run, f"good_{mode}__{name}", mode).startswith("celery_workers preflight passed for ")
+def test_good_input_passes_preflight(run, name):
+    assert PREFLIGHT.assert_passed(run, f"good__{name}").startswith("celery_workers preflight passed for ")
 
 
-@pytest.mark.parametrize("mode", ["spec", "pre"])
-def test_memory_check_warn_only_warns(run, mode):
-    host = f"good_{mode}__does_not_fit_but_warn"
+def test_memory_check_warn_only_warns(run):
+    host = f"good__{WARN_ONLY}"
     results = dict(run["by_host"][host])
     assert run["stats"][host]["failures"] == 0 and run["stats"][host]["changed"] == 0
-    warning = results["celery_workers : Warn that the workers may not fit in the host's memory"]["msg"]
-    assert warning.startswith(f"WARNING: {host}: the workers may not fit in memory: 3 processes x 10000000 MB = 30000000 MB, but MemTotal ")
-    # Without the warning the same host fits: the good hosts skip it.
-    assert results.get("celery_workers : Warn that the workers may not fit in the host's memory") is not None
-    assert dict(run["by_host"][f"good_{mode}__defaults"])["celery_workers : Warn that the workers may not fit in the host's memory"].get("skipped")
+    # The fit assert passed although the plan does not fit, and the warning says why.
+    assert not results[FIT].get("failed")
+    warning = results[PREFLIGHT.task(WARN_TASK)]
+    assert not warning.get("skipped")
+    assert warning["msg"].startswith(f"WARNING: {host}: the workers may not fit in memory: 3 processes x 10000000 MB = 30000000 MB, but MemTotal ")
+    # Every other good host fits: each of them skipped the warning.
+    for name in GOOD.keys() - {WARN_ONLY}:
+        assert dict(run["by_host"][f"good__{name}"])[PREFLIGHT.task(WARN_TASK)].get("skipped"), name
 
 
 def test_secrets_never_in_the_output(run):

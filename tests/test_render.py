@@ -2,21 +2,25 @@
 
 One ansible-playbook run on this machine (`ansible_connection: local`, one
 inventory host per case) includes the role's preflight with `public: true`
-(so every case is valid input and the role's defaults and vars apply as in a
-real run), then renders celery-worker.service.j2, worker.env.j2,
-celery.env.j2 and celery-beat.service.j2 with `ansible.builtin.template`
-into a temporary directory. Nothing else on this machine is touched.
+(so every case is valid input, and the role's defaults and vars apply as in
+a real run, with the host's workers composed and sized), then renders with
+`ansible.builtin.template`, as tasks/configure.yml does, into a temporary
+directory: the template unit celery-worker@.service, celery-workers.target,
+each worker's drop-in celery-worker@NAME.service.d/worker.conf (dest a
+directory, as the role gives it), worker.env.j2 for the workers with env,
+celery.env.j2 and the beat unit. Nothing else on this machine is touched.
 
-The tests then parse the files as systemd does (systemd.syntax(7),
-systemd.service(7) "Command lines", systemd.exec(7) EnvironmentFile=): line
-continuations, quoting and C escapes, `%` specifiers, `$` variables and the
-double-quote rules of environment files, and compare the *resulting* argv
-and environment with what each entry asks for. An escaping mistake therefore
-shows as a wrong argument or value, not as a string that merely looks right.
+The tests then parse the files as systemd does (systemd_syntax.py): an
+instance's unit is the template with its drop-in added, its command line
+the drop-in's ExecStart= with specifiers and variables expanded, `%i` being
+the worker's name; and compare the *resulting* argv and environment with
+what each entry asks for. An escaping mistake therefore shows as a wrong
+argument or value, not as a string that merely looks right.
 """
 
 from __future__ import annotations
 
+import os
 import pathlib
 import re
 import subprocess
@@ -24,11 +28,20 @@ import subprocess
 import pytest
 import yaml
 
-from preflight_harness import ANSIBLE_PLAYBOOK, LOCAL, PEM_FILE, ROOT, ansible_env
+from preflight_harness import ANSIBLE_PLAYBOOK, LOCAL, PEM_SRC, PEM_VAR, ROOT, ansible_env, plugin_util, spec_options, write_pem
+from systemd_syntax import exec_argv, expand_specifiers, one, parse_env_file, parse_unit, split_words, values
 
 ROLE = ROOT / "roles" / "celery_workers"
 TEMPLATES = ROLE / "templates"
+ROLE_VARS = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())
+UNIT_DIR = ROLE_VARS["__celery_workers_unit_dir"]
+TEMPLATE_UNIT = ROLE_VARS["__celery_workers_template_unit"]
+TARGET = ROLE_VARS["__celery_workers_target"]
+DROPIN_FILE = ROLE_VARS["__celery_workers_dropin_file"]
+MARKER = ROLE_VARS["__celery_workers_marker"]
+SYSTEMD = plugin_util("_systemd")
 CANARY = "RenderCanaryPw9"  # in every case's broker password: never in a unit
+CPUS = len(os.sched_getaffinity(0))  # what nproc says to the role
 
 # Values that need every kind of escaping: quotes, %, $, backslashes, backticks,
 # spaces, a lone semicolon (an unquoted one separates commands in ExecStart=).
@@ -39,6 +52,7 @@ TRICKY_ARGS = [
     "--x=it's \"quoted\"",
     "50%",
     "%h%n%%",
+    "%i",
     "$HOME",
     "${HOME}",
     "$$",
@@ -78,7 +92,8 @@ FULL = {
         {"name": "limit_below_margin", "queues": ["x"], "time_limit": 10},
         {"name": "limit_at_margin", "queues": ["x2"], "time_limit": STOP_TIMEOUT - 30},
         {"name": "limit_above_margin", "queues": ["x3"], "time_limit": STOP_TIMEOUT - 29, "soft_time_limit": 5},
-        {"name": "long_limit", "queues": ["y"], "time_limit": 1000, "max_tasks_per_child": 1},
+        {"name": "long_limit", "queues": ["y"], "time_limit": 1000, "max_tasks_per_child": 1,
+         "env": {"ONLY_HERE": "in-its-env-file-only"}},
     ],
 }
 
@@ -96,11 +111,18 @@ CASES = {
         "celery_workers_restart_sec": 11,
         "celery_workers": [{"name": "solo", "queue": "s", "pool": "solo", "concurrency": 1}],
     },
+    # A fleet-wide list changed for this host: the units get the host's workers, sizes resolved.
+    "overrides": {
+        "celery_workers": [{"name": "a", "queues": ["a"], "autoscale": {"max": 4, "min": 1}},
+                           {"name": "b", "queue": "b"},
+                           {"name": "c", "queue": "c", "autoscale": {"max": {"per_cpu": 2}, "min": 1}}],
+        "celery_workers_overrides": {"a": {"concurrency": {"per_cpu": 1, "max": 64}}, "b": {"present": False}},
+    },
     # amqps:// (broker_url) with a CA and a client certificate: their paths, the name, verify.
     "tls": {
         "celery_workers_config_dir": "/etc/celery-tls",
         "celery_workers_broker_tls": {"ca_content": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
-                                      "cert_src": str(PEM_FILE),
+                                      "cert_src": PEM_SRC,
                                       "key_content": "-----BEGIN PRIVATE KEY-----\nRENDERKEYBODY\n-----END PRIVATE KEY-----\n",
                                       "server_name": "mq.internal"},
     },
@@ -109,30 +131,11 @@ CASES = {
     "tls_unverified": {"celery_workers_broker_tls": {"verify": False, "unverified_ok": True}},
 }
 TLS_CASES = ["tls", "tls_defaults", "tls_unverified"]
-
-# The sandbox of every unit of the role, written out here (not read from
-# unit_hardening.j2), so that dropping or loosening a line fails a test.
-HARDENING = {
-    "UMask": "0027",
-    "NoNewPrivileges": "yes",
-    "PrivateTmp": "yes",
-    "PrivateDevices": "yes",
-    "ProtectSystem": "strict",
-    "ProtectHome": "yes",
-    "ProtectKernelTunables": "yes",
-    "ProtectKernelModules": "yes",
-    "ProtectKernelLogs": "yes",
-    "ProtectControlGroups": "yes",
-    "ProtectClock": "yes",
-    "ProtectHostname": "yes",
-    "RestrictSUIDSGID": "yes",
-    "RestrictRealtime": "yes",
-    "RestrictNamespaces": "yes",
-    "LockPersonality": "yes",
-    "CapabilityBoundingSet": "",
-    "AmbientCapabilities": "",
-    "SystemCallArchitectures": "native",
-}
+# The TLS cases differ from the others only in celery.env: only it is rendered for them.
+UNIT_CASES = [case for case in CASES if case not in TLS_CASES]
+# The workers of each case's host, worked out here (overrides applied, sizes resolved for CPUS).
+HOST_WORKERS = {"overrides": [{"name": "a", "queues": ["a"], "concurrency": min(CPUS, 64)},
+                              {"name": "c", "queue": "c", "autoscale": {"max": 2 * CPUS, "min": 1}}]}
 
 DEFAULTS = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
 
@@ -140,6 +143,10 @@ DEFAULTS = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
 def settings(case: str) -> dict:
     """The role's defaults with the case's variables on top (what the templates saw)."""
     return {**DEFAULTS, **CASES[case], "celery_workers_broker_url": broker_url(case)}
+
+
+def host_workers(case: str) -> list[dict]:
+    return HOST_WORKERS.get(case, settings(case)["celery_workers"])
 
 
 def broker_url(case: str) -> str:
@@ -151,9 +158,15 @@ def broker_url(case: str) -> str:
 # The run
 # ---------------------------------------------------------------------------
 
+def _template(src: str, dest: str, **task) -> dict:
+    return {"ansible.builtin.template": {"src": src, "dest": dest, "mode": "0644"}, **task}
+
+
 def _playbook(out: pathlib.Path) -> list[dict]:
     host_dir = f"{out}/{{{{ inventory_hostname }}}}"
     unit_dir = "{{ __celery_workers_unit_dir }}"
+    by_name = {"loop_control": {"label": "{{ item.name }}"}}
+    units = f"inventory_hostname in {UNIT_CASES}"
     return [{
         "name": "Render the role's templates",
         "hosts": "all",
@@ -161,28 +174,22 @@ def _playbook(out: pathlib.Path) -> list[dict]:
         "tasks": [
             # The role's defaults and vars, exactly as a run applies them; every case must be valid.
             {"ansible.builtin.include_role": {"name": "celery_workers", "tasks_from": "preflight.yml", "public": True}},
-            {"ansible.builtin.file": {"path": f"{host_dir}{unit_dir}", "state": "directory", "mode": "0755"}},
-            {"ansible.builtin.file": {"path": f"{host_dir}{{{{ celery_workers_config_dir }}}}", "state": "directory",
-                                      "mode": "0755"}},
-            {"name": "Worker units",
-             "ansible.builtin.template": {
-                 "src": str(TEMPLATES / "celery-worker.service.j2"),
-                 "dest": f"{host_dir}{unit_dir}/{{{{ __celery_workers_unit_format | format(item.name) }}}}",
-                 "mode": "0644"},
-             "loop": "{{ celery_workers }}"},
-            {"name": "Worker environment files",
-             "ansible.builtin.template": {
-                 "src": str(TEMPLATES / "worker.env.j2"),
-                 "dest": f"{host_dir}{{{{ __celery_workers_worker_env_format | format(item.name) }}}}",
-                 "mode": "0644"},
-             "loop": "{{ celery_workers }}"},
+            {"name": "Template unit and target",
+             **_template(f"{TEMPLATES}/{{{{ item }}}}.j2", f"{host_dir}{unit_dir}/{{{{ item }}}}",
+                         loop=["{{ __celery_workers_template_unit }}", "{{ __celery_workers_target }}"], when=units)},
+            # As tasks/configure.yml: dest is the drop-in directory, created by the template task itself.
+            {"name": "Each worker's drop-in",
+             **_template(f"{TEMPLATES}/{{{{ __celery_workers_dropin_file }}}}",
+                         f"{host_dir}{{{{ __celery_workers_dropin_dir_format | format(item.name) }}}}/",
+                         loop="{{ __celery_workers_list }}", when=units, **by_name)},
+            {"name": "Environment files of the workers with env",
+             **_template(f"{TEMPLATES}/worker.env.j2", f"{host_dir}{{{{ __celery_workers_worker_env_format | format(item.name) }}}}",
+                         loop="{{ __celery_workers_list | selectattr('env', 'defined') }}", when=units, **by_name)},
             {"name": "Shared environment file",
-             "ansible.builtin.template": {"src": str(TEMPLATES / "celery.env.j2"),
-                                          "dest": f"{host_dir}{{{{ __celery_workers_env_file }}}}", "mode": "0644"}},
+             **_template(f"{TEMPLATES}/celery.env.j2", f"{host_dir}{{{{ __celery_workers_env_file }}}}")},
             {"name": "Beat unit",
-             "ansible.builtin.template": {"src": str(TEMPLATES / "celery-beat.service.j2"),
-                                          "dest": f"{host_dir}{unit_dir}/{{{{ __celery_workers_beat_unit }}}}",
-                                          "mode": "0644"}},
+             **_template(f"{TEMPLATES}/celery-beat.service.j2", f"{host_dir}{unit_dir}/{{{{ __celery_workers_beat_unit }}}}",
+                         when=units)},
         ],
     }]
 
@@ -191,10 +198,13 @@ def _playbook(out: pathlib.Path) -> list[dict]:
 def rendered(tmp_path_factory) -> pathlib.Path:
     work = tmp_path_factory.mktemp("render")
     out = work / "out"
-    inventory = {"all": {"hosts": {
+    inventory = {"all": {"vars": {PEM_VAR: str(write_pem(work))}, "hosts": {
         case: {**LOCAL, **variables, "celery_workers_broker_url": broker_url(case)} for case, variables in CASES.items()}}}
     (work / "inventory.yml").write_text(yaml.safe_dump(inventory))
     (work / "playbook.yml").write_text(yaml.safe_dump(_playbook(out), sort_keys=False))
+    for case in CASES:  # the directories the role's install step makes (not the drop-in directories)
+        for directory in (UNIT_DIR, settings(case)["celery_workers_config_dir"]):
+            (out / case / directory.lstrip("/")).mkdir(parents=True, exist_ok=True)
     proc = subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(work / "inventory.yml"), str(work / "playbook.yml")],
                           cwd=work, env=ansible_env(), capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
@@ -202,158 +212,18 @@ def rendered(tmp_path_factory) -> pathlib.Path:
     return out
 
 
-# ---------------------------------------------------------------------------
-# systemd's reading of a unit file and of an environment file
-# ---------------------------------------------------------------------------
-
-def parse_unit(text: str) -> dict[str, list[tuple[str, str]]]:
-    """Sections -> [(directive, value)] in order; continuation lines joined (backslash -> space)."""
-    sections: dict[str, list[tuple[str, str]]] = {}
-    current = None
-    lines = iter(text.splitlines())
-    for line in lines:
-        stripped = line.strip()
-        if not stripped or stripped[0] in "#;":
-            continue
-        while stripped.endswith("\\"):
-            nxt = next(lines).strip()
-            if nxt[:1] in "#;":  # comment lines inside a continuation are skipped
-                continue
-            stripped = stripped[:-1] + " " + nxt
-        if stripped.startswith("["):
-            assert stripped.endswith("]"), stripped
-            current = stripped[1:-1]
-            assert current not in sections, f"section [{current}] twice"
-            sections[current] = []
-            continue
-        assert current is not None, f"directive outside a section: {stripped!r}"
-        key, sep, value = stripped.partition("=")
-        assert sep, f"not a directive: {stripped!r}"
-        sections[current].append((key.strip(), value.strip()))
-    return sections
-
-
-def values(section: list[tuple[str, str]], key: str) -> list[str]:
-    return [v for k, v in section if k == key]
-
-
-def one(section: list[tuple[str, str]], key: str) -> str:
-    found = values(section, key)
-    assert len(found) == 1, f"{key}= set {len(found)} times: {found}"
-    return found[0]
-
-
-C_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "s": " ",
-             "\\": "\\", '"': '"', "'": "'"}
-
-
-def split_words(line: str) -> list[str]:
-    """extract_first_word(EXTRACT_UNQUOTE|EXTRACT_CUNESCAPE), word by word; an unquoted `;` is refused."""
-    words, i, n = [], 0, len(line)
-    while True:
-        while i < n and line[i] in " \t":
-            i += 1
-        if i >= n:
-            return words
-        if line[i] == ";" and (i + 1 == n or line[i + 1] in " \t"):
-            raise AssertionError(f"unquoted ';' would end the command line at {line[i:i + 40]!r}")
-        word, quote = [], None
-        while i < n and (quote or line[i] not in " \t"):
-            c = line[i]
-            if c == "\\":
-                assert i + 1 < n, f"backslash at the end of {line!r}"
-                e = line[i + 1]
-                if e == "x":
-                    word.append(chr(int(line[i + 2:i + 4], 16)))
-                    i += 4
-                    continue
-                assert e in C_ESCAPES, f"unknown escape \\{e} in {line!r}"
-                word.append(C_ESCAPES[e])
-                i += 2
-                continue
-            if quote:
-                if c == quote:
-                    quote = None
-                else:
-                    word.append(c)
-            elif c in "\"'":
-                quote = c
-            else:
-                word.append(c)
-            i += 1
-        assert quote is None, f"unterminated quote in {line!r}"
-        words.append("".join(word))
-
-
-SPECIFIER_RE = re.compile(r"%(.)")
-
-
-def expand_specifiers(word: str) -> str:
-    """%% -> %; any other specifier becomes <%X> (the tests expect none)."""
-    return SPECIFIER_RE.sub(lambda m: "%" if m.group(1) == "%" else f"<%{m.group(1)}>", word)
-
-
-def expand_variables(word: str) -> str:
-    """$$ -> $ (at exec time); a single $ before a name or { would be substituted: marked <$>."""
-    out, i = [], 0
-    while i < len(word):
-        if word[i] == "$":
-            if word[i + 1:i + 2] == "$":
-                out.append("$")
-                i += 2
-                continue
-            if re.match(r"[A-Za-z_{]", word[i + 1:i + 2]):
-                out.append("<$>")
-                i += 1
-                continue
-        out.append(word[i])
-        i += 1
-    return "".join(out)
-
-
-def exec_argv(value: str) -> list[str]:
-    """The argv systemd runs for an ExecStart= value."""
-    return [expand_variables(expand_specifiers(w)) for w in split_words(value)]
-
-
-def parse_env_file(text: str) -> dict[str, str]:
-    """systemd's EnvironmentFile= reading of the KEY="value" lines the role writes."""
-    env = {}
-    for line in text.splitlines():
-        if not line.strip() or line.lstrip()[0] in "#;":
-            continue
-        key, sep, rest = line.partition("=")
-        assert sep and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key), f"not KEY=value: {line!r}"
-        assert rest.startswith('"'), f"{key}: value not double-quoted: {line!r}"
-        value, i = [], 1
-        while True:
-            assert i < len(rest), f"{key}: unterminated quote: {line!r}"
-            c = rest[i]
-            if c == "\\":
-                e = rest[i + 1]
-                # Inside double quotes only \ " ` $ are escapes; any other backslash stays.
-                value.append(e if e in '"\\`$' else "\\" + e)
-                i += 2
-            elif c == '"':
-                i += 1
-                break
-            else:
-                value.append(c)
-                i += 1
-        assert rest[i:].strip() == "", f"{key}: text after the closing quote: {line!r}"
-        assert key not in env, f"{key} twice"
-        env[key] = "".join(value)
-    return env
-
-
 def test_parsers_read_systemd_syntax():
-    """The model above, on hand-written lines whose systemd reading is documented."""
+    """The model of systemd_syntax.py, on hand-written lines whose systemd reading is documented."""
     assert exec_argv('/bin/x "a b" c\\td "%%h" "$$X" "\\"q\\"" \'s q\' "back\\\\slash" "\\x41" ";"') == [
         "/bin/x", "a b", "c\td", "%h", "$X", '"q"', "s q", "back\\slash", "A", ";"]
     assert exec_argv("/bin/x %h $HOME ${HOME}") == ["/bin/x", "<%h>", "<$>HOME", "<$>{HOME}"]
+    assert exec_argv("/bin/x %i %%i", instance="w1") == ["/bin/x", "w1", "%i"]
     with pytest.raises(AssertionError):
         exec_argv("/bin/x a ; /bin/y")
     assert parse_env_file('A="x \\" \\\\ \\$ \\` \\n y"\n# c\nB=""\n') == {"A": 'x " \\ $ ` \\n y', "B": ""}
+    for unescaped in ['A="$x"', 'A="`id`"', 'A="a"b"', 'A="ends\\"', "A=bare"]:
+        with pytest.raises(AssertionError):
+            parse_env_file(unescaped)
     assert parse_unit("[S]\nA=1 \\\n  2 \\\n# c\n  3\nB=\n") == {"S": [("A", "1  2  3"), ("B", "")]}
 
 
@@ -387,7 +257,7 @@ def expected_stop_timeout(s: dict, w: dict) -> int:
 
 
 def worker_cases():
-    return [(case, w) for case in CASES for w in settings(case)["celery_workers"]]
+    return [(case, w) for case in UNIT_CASES for w in host_workers(case)]
 
 
 def _id(param):
@@ -395,30 +265,58 @@ def _id(param):
     return f"{case}-{w['name']}"
 
 
+def unit_path(root: pathlib.Path, name: str) -> pathlib.Path:
+    return root / UNIT_DIR.lstrip("/") / name
+
+
+def instance_unit(template: dict, dropin: dict) -> dict:
+    """The unit systemd loads for an instance: each section of the template, the drop-in's lines after its own."""
+    return {section: template.get(section, []) + dropin.get(section, []) for section in {**template, **dropin}}
+
+
 @pytest.fixture(params=worker_cases(), ids=_id)
 def worker(request, rendered):
     case, w = request.param
     s = settings(case)
-    text = (rendered / case / "etc/systemd/system" / f"celery-worker-{w['name']}.service").read_text()
-    return {"case": case, "s": s, "w": w, "text": text, "unit": parse_unit(text), "paths": paths(s),
-            "root": rendered / case}
+    root = rendered / case
+    template_text = unit_path(root, TEMPLATE_UNIT).read_text()
+    dropin_text = unit_path(root, f"celery-worker@{w['name']}.service.d/{DROPIN_FILE}").read_text()
+    dropin = parse_unit(dropin_text)
+    return {"case": case, "s": s, "w": w, "dropin_text": dropin_text, "dropin": dropin,
+            "unit": instance_unit(parse_unit(template_text), dropin), "paths": paths(s), "root": root}
 
 
 def test_every_case_and_option_is_covered():
     """The cases use every field of an entry and every role-wide setting the templates read."""
-    fields = {k for _, w in worker_cases() for k in w}
-    spec = yaml.safe_load((ROLE / "meta" / "argument_specs.yml").read_text())
-    entry_fields = set(spec["argument_specs"]["main"]["options"]["celery_workers"]["options"])
+    fields = {k for _, w in worker_cases() for k in w} | {k for case in CASES.values() for w in case.get("celery_workers", []) for k in w}
+    entry_fields = set(spec_options("celery_workers")["celery_workers"]["options"])
     assert entry_fields <= fields, entry_fields - fields
-    templates = " ".join(p.read_text() for p in TEMPLATES.glob("*.j2") if "preflight" not in p.name)
-    used = set(re.findall(r"\b(celery_workers_[a-z_]+)", templates)) - {"celery_workers_preflight"}
+    templates = " ".join(p.read_text() for p in TEMPLATES.iterdir())
+    used = set(re.findall(r"\b(celery_workers_[a-z_]+)", templates))
+    assert used, "no variable found: the pattern is broken"
     overridden = {k for case in CASES.values() for k in case}
     assert used - overridden <= {"celery_workers_broker_url"}, used - overridden
+    # Every template of the role is rendered here.
+    rendered_templates = {f"{TEMPLATE_UNIT}.j2", f"{TARGET}.j2", DROPIN_FILE, "worker.env.j2", "celery.env.j2",
+                          "celery-beat.service.j2", "unit_hardening.j2"}
+    assert {p.name for p in TEMPLATES.iterdir()} == rendered_templates
+
+
+@pytest.mark.parametrize("case", UNIT_CASES)
+def test_units_and_files_written_are_those_of_the_host_workers(rendered, case):
+    """A drop-in per worker of the host (a worker left out by an override has none), an
+    environment file only for a worker with env."""
+    root, s = rendered / case, settings(case)
+    names = [w["name"] for w in host_workers(case)]
+    dropins = sorted(p.relative_to(unit_path(root, "")) for p in unit_path(root, "").glob("*.d/*"))
+    assert dropins == sorted(pathlib.Path(f"celery-worker@{name}.service.d/{DROPIN_FILE}") for name in names)
+    env_files = sorted(p.name for p in (root / paths(s)["config"].lstrip("/")).glob("worker-*.env"))
+    assert env_files == sorted(f"worker-{w['name']}.env" for w in host_workers(case) if "env" in w)
 
 
 def test_exec_start_is_exactly_the_entry(worker):
     s, w, p = worker["s"], worker["w"], worker["paths"]
-    argv = exec_argv(one(worker["unit"]["Service"], "ExecStart"))
+    argv = exec_argv(one(worker["unit"]["Service"], "ExecStart"), instance=w["name"])
     head = [f"{p['venv']}/bin/celery", f"--app={s['celery_workers_app_module']}", "worker", "-n", f"{w['name']}@%h"]
     assert argv[:5] == head, argv
     rest = argv[5:]
@@ -437,7 +335,7 @@ def test_exec_start_is_exactly_the_entry(worker):
 
 def test_node_name_keeps_the_hostname_specifier_for_celery(worker):
     """`%%h` in the file: systemd hands Celery a literal %h, which Celery expands to the hostname."""
-    assert f" -n {worker['w']['name']}@%%h " in worker["text"].replace("\\\n", " ")
+    assert f" -n {worker['w']['name']}@%%h " in worker["dropin_text"].replace("\\\n", " ")
 
 
 def test_extra_args_escaping_in_the_file(worker):
@@ -445,27 +343,43 @@ def test_extra_args_escaping_in_the_file(worker):
     w = worker["w"]
     for arg in w.get("extra_args", []):
         quoted = '"' + arg.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%").replace("$", "$$") + '"'
-        assert f"    {quoted} \\\n" in worker["text"], quoted
+        assert f"    {quoted} \\\n" in worker["dropin_text"], quoted
 
 
 def test_service_settings(worker):
     s, w, p = worker["s"], worker["w"], worker["paths"]
-    svc = worker["unit"]["Service"]
+    unit, svc = worker["unit"], worker["unit"]["Service"]
+    name = w["name"]
     assert one(svc, "Type") == "exec"
     assert one(svc, "User") == s["celery_workers_user"]
     assert one(svc, "Group") == s["celery_workers_group"]
     assert one(svc, "WorkingDirectory") == p["app"]
-    assert values(svc, "EnvironmentFile") == [f"{p['config']}/celery.env", f"{p['config']}/worker-{w['name']}.env"]
+    # The shared file from the template; the worker's own file from its drop-in, only when it has env.
+    assert values(svc, "EnvironmentFile") == [f"{p['config']}/celery.env"] + ([f"{p['config']}/worker-{name}.env"] if "env" in w else [])
+    assert [split_words(expand_specifiers(v, name)) for v in values(svc, "Environment")
+            if v.startswith("CELERY_WORKER_NAME=")] == [[f"CELERY_WORKER_NAME={name}"]]
     assert one(svc, "KillMode") == "mixed"
     assert one(svc, "KillSignal") == "SIGTERM"
     assert one(svc, "Restart") == "always"
     assert one(svc, "RestartSec") == str(s["celery_workers_restart_sec"])
     assert one(svc, "TimeoutStopSec") == str(expected_stop_timeout(s, w))
-    assert one(svc, "SyslogIdentifier") == f"celery-worker-{w['name']}"
+    assert expand_specifiers(one(svc, "SyslogIdentifier"), name) == f"celery-worker-{name}"
     assert one(svc, "StandardOutput") == "journal" and one(svc, "StandardError") == "journal"
-    assert "X-Celery-Workers-Role=managed" in worker["text"].splitlines()
-    assert worker["unit"]["Install"] == [("WantedBy", "multi-user.target")]
-    assert set(worker["unit"]) == {"Unit", "Service", "Install"}
+    assert one(unit["Unit"], "PartOf") == TARGET
+    # The drop-in's Description (after the template's) is the one systemd shows.
+    assert values(unit["Unit"], "Description")[-1].startswith(f"Celery worker {name} (queues: ")
+    assert unit["Install"] == [("WantedBy", TARGET)]
+    assert set(unit) == {"Unit", "Service", "Install"}
+
+
+def test_dropin_holds_only_what_differs_per_worker(worker):
+    """The drop-in: its marker, its Description, and in [Service] only the command, its stop timeout and its env file."""
+    dropin = worker["dropin"]
+    assert set(dropin) == {"Unit", "Service"}
+    assert [k for k, _ in dropin["Unit"]] == ["Description", MARKER.split("=")[0]]
+    assert ("X-Celery-Workers-Role", "managed") in dropin["Unit"] and MARKER in worker["dropin_text"].splitlines()
+    keys = [k for k, _ in dropin["Service"]]
+    assert keys == (["EnvironmentFile"] if "env" in worker["w"] else []) + ["ExecStart", "TimeoutStopSec"]
 
 
 def test_stop_timeout_covers_the_hard_time_limit(worker):
@@ -484,37 +398,72 @@ def test_stop_timeout_cases_cover_both_sides_of_the_margin():
     assert limits["long_limit"] == 1030
 
 
-def test_hardening(worker):
-    svc = worker["unit"]["Service"]
-    for key, value in {**HARDENING, "ReadWritePaths": worker["paths"]["state"]}.items():
-        assert one(svc, key) == value, key
-
-
-def test_unit_extra_lines_end_the_service_section(worker):
-    """celery_workers_unit_extra: each line verbatim in [Service], after the role's own directives."""
-    extra = worker["s"]["celery_workers_unit_extra"]
-    svc = worker["unit"]["Service"]
-    if extra:
-        assert [f"{k}={v}" for k, v in svc[-len(extra):]] == extra
-    # Nothing else beyond what the role writes.
-    role_keys = {"Type", "User", "Group", "WorkingDirectory", "EnvironmentFile", "ExecStart", "StandardOutput",
-                 "StandardError", "SyslogIdentifier", "KillMode", "KillSignal", "TimeoutStopSec", "Restart",
-                 "RestartSec", "ReadWritePaths", *HARDENING}
-    assert [k for k, _ in svc[:len(svc) - len(extra)] if k not in role_keys] == []
-
-
-def test_no_secret_in_the_unit(worker):
-    assert CANARY not in worker["text"]
-    assert "CELERY_BROKER_URL" not in worker["text"]
-    assert "amqp://" not in worker["text"]
+def test_no_secret_in_the_unit_or_dropin(worker):
+    for text in (worker["dropin_text"], unit_path(worker["root"], TEMPLATE_UNIT).read_text()):
+        assert CANARY not in text
+        assert "CELERY_BROKER_URL" not in text
+        assert "amqp://" not in text
+    # The worker's env (which may hold secrets) only in its environment file, which the drop-in names.
+    for value in worker["w"].get("env", {}).values():
+        assert len(str(value)) < 8 or str(value) not in worker["dropin_text"], value
 
 
 def test_worker_environment_file(worker):
     w = worker["w"]
-    text = (worker["root"] / worker["paths"]["config"].lstrip("/") / f"worker-{w['name']}.env").read_text()
-    expected = {"CELERY_WORKER_NAME": w["name"], **{k: str(v) for k, v in w.get("env", {}).items()}}
-    assert parse_env_file(text) == expected
+    path = worker["root"] / worker["paths"]["config"].lstrip("/") / f"worker-{w['name']}.env"
+    if "env" not in w:
+        assert not path.exists()
+        return
+    text = path.read_text()
+    assert parse_env_file(text) == {k: str(v) for k, v in w["env"].items()}
+    assert f"# {MARKER}" in text.splitlines()
     assert CANARY not in text
+
+
+# ---------------------------------------------------------------------------
+# Per host: the template unit, the target, the shared environment file, beat
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("case", UNIT_CASES)
+def test_template_unit(rendered, case):
+    s, p = settings(case), paths(settings(case))
+    text = unit_path(rendered / case, TEMPLATE_UNIT).read_text()
+    unit = parse_unit(text)
+    svc = unit["Service"]
+    assert values(svc, "ExecStart") == [], "the template has no command: a worker without its drop-in does not start"
+    assert values(svc, "TimeoutStopSec") == []
+    assert MARKER in text.splitlines()
+    assert one(unit["Unit"], "PartOf") == TARGET
+    assert unit["Install"] == [("WantedBy", TARGET)]
+    # The sandbox, every line of _systemd.HARDENING, with the state directory the only writable path.
+    for line in SYSTEMD.hardening_lines(p["state"]):
+        key, _, value = line.partition("=")
+        assert one(svc, key) == value, key
+    # celery_workers_unit_extra: each line verbatim at the end of [Service], after the role's own directives.
+    extra = s["celery_workers_unit_extra"]
+    if extra:
+        assert [f"{k}={v}" for k, v in svc[-len(extra):]] == extra
+    role_keys = {"Type", "User", "Group", "WorkingDirectory", "EnvironmentFile", "Environment", "StandardOutput",
+                 "StandardError", "SyslogIdentifier", "KillMode", "KillSignal", "Restart", "RestartSec", "ReadWritePaths",
+                 *(line.split("=")[0] for line in SYSTEMD.HARDENING)}
+    assert [k for k, _ in svc[:len(svc) - len(extra)] if k not in role_keys] == []
+
+
+@pytest.mark.parametrize("case", UNIT_CASES)
+def test_target(rendered, case):
+    text = unit_path(rendered / case, TARGET).read_text()
+    unit = parse_unit(text)
+    assert set(unit) == {"Unit", "Install"}
+    assert MARKER in text.splitlines()
+    assert unit["Install"] == [("WantedBy", "multi-user.target")]
+
+
+def test_hardening_table_is_well_formed():
+    """_systemd.HARDENING is the one statement of the sandbox: one Directive=value line per directive,
+    each locked against celery_workers_unit_extra."""
+    keys = [line.split("=")[0] for line in SYSTEMD.HARDENING]
+    assert all(re.fullmatch(r"[A-Z][A-Za-z]+=\S*", line) for line in SYSTEMD.HARDENING), SYSTEMD.HARDENING
+    assert len(set(keys)) == len(keys) and set(keys) <= set(SYSTEMD.LOCKED_DIRECTIVES)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -545,10 +494,10 @@ def test_tricky_values_are_really_in_use():
     assert all(c in broker_url("x") for c in "\"%$\\`")
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("case", UNIT_CASES)
 def test_beat_unit(rendered, case):
     s, p = settings(case), paths(settings(case))
-    text = (rendered / case / "etc/systemd/system/celery-beat.service").read_text()
+    text = unit_path(rendered / case, ROLE_VARS["__celery_workers_beat_unit"]).read_text()
     unit = parse_unit(text)
     svc = unit["Service"]
     assert exec_argv(one(svc, "ExecStart")) == [
@@ -561,8 +510,9 @@ def test_beat_unit(rendered, case):
     assert one(svc, "RestartSec") == str(s["celery_workers_restart_sec"])
     assert one(svc, "Restart") == "always"
     assert one(svc, "SyslogIdentifier") == "celery-beat"
-    for key, value in {**HARDENING, "ReadWritePaths": p["beat"]}.items():
+    for line in SYSTEMD.hardening_lines(p["beat"]):
+        key, _, value = line.partition("=")
         assert one(svc, key) == value, key
-    assert "X-Celery-Workers-Role=managed" in text.splitlines()
+    assert MARKER in text.splitlines()
     assert unit["Install"] == [("WantedBy", "multi-user.target")]
     assert CANARY not in text and "CELERY_BROKER_URL" not in text

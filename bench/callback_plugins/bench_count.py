@@ -9,6 +9,8 @@ Writes JSON to $BENCH_COUNT_FILE at the end of the run:
   per_host  the same per host
   health    each run of the role's health gate ("Wait for the workers to answer
             ..."): host, seconds (the command's delta) and its stdout
+  drain     each run of the role's drain before a restart (2.x: "Drain NAME"):
+            host, seconds and its stdout
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class CallbackModule(CallbackBase):
         super().__init__(*args, **kwargs)
         self.hosts = defaultdict(lambda: dict.fromkeys(KEYS, 0))
         self.health = []
+        self.drain = []
 
     def _count(self, result, status):
         host = result._host.get_name()  # pylint: disable=protected-access
@@ -60,10 +63,13 @@ class CallbackModule(CallbackBase):
                                           "ansible.builtin.fail", "fail", "ansible.builtin.include_tasks", "include_tasks",
                                           "ansible.builtin.meta", "meta", "ansible.builtin.debug", "debug"):
             c["calls"] += 1
-        if result._task.get_name().endswith("Wait for the workers to answer and consume their queues") and "delta" in res:  # pylint: disable=protected-access
+        name = result._task.get_name()  # pylint: disable=protected-access
+        gate = name.endswith("Wait for the workers to answer and consume their queues")
+        drain = name.split(" : ")[-1].startswith("Drain ")
+        if (gate or drain) and "delta" in res:
             h, m, sec = res["delta"].split(":")
-            self.health.append({"host": host, "seconds": round(int(h) * 3600 + int(m) * 60 + float(sec), 3),
-                                "rc": res.get("rc"), "stdout": res.get("stdout", "")})
+            (self.health if gate else self.drain).append({"host": host, "seconds": round(int(h) * 3600 + int(m) * 60 + float(sec), 3),
+                                                          "rc": res.get("rc"), "stdout": res.get("stdout", "")})
         if res.get("changed"):
             c["changed"] += 1
         if status == "failed":
@@ -90,4 +96,4 @@ class CallbackModule(CallbackBase):
             for k in KEYS:
                 total[k] += c[k]
         with open(path, "w", encoding="utf-8") as handle:
-            json.dump({"total": total, "per_host": self.hosts, "health": self.health}, handle, indent=1)
+            json.dump({"total": total, "per_host": self.hosts, "health": self.health, "drain": self.drain}, handle, indent=1)

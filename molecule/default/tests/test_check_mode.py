@@ -1,31 +1,37 @@
-"""`--check --diff` reports what would change and changes nothing.
+"""`--check --diff` reports what would change, changes nothing and shows no secret.
 
-Two runs of playbooks/site.yml in check mode, each compared with a snapshot
-of both worker hosts taken before and after: every file, directory and link
-under /etc/systemd/system, /etc/celery*, /opt and /var/lib (type, mode,
-owner, size, mtime, link target), the SHA-256 of every file outside
-/var/lib, the account databases, and every celery/flower unit (load, active
-and enabled state, main PID, restarts, start time).
+Each run below is compared with a snapshot of both worker hosts taken before
+and after (conftest.SNAPSHOT: every file under the role's trees with its
+checksum, the accounts, every celery/flower unit with its main PID).
 
-* a pending change: mol-worker1's `default` worker gets another concurrency;
-  the run must say it would rewrite that unit and restart that worker;
-* a fresh host: mol-worker2 gets a user, group, base, config and state
-  directory and workers that do not exist on it, as on a host the role never
-  saw; the run must say it would create the account and write the units.
-
-Both runs must end with rc 0 (check mode on a fresh host must not fail on
-what does not exist yet) and leave the snapshots identical.
+* One `--check --diff -vvv` run of site.yml:
+  - mol-worker1 (converged) gets a pending change: its first worker another
+    concurrency, and Flower another password. The run must say it would
+    rewrite that worker's drop-in and restart that worker only, and rewrite
+    and restart Flower.
+  - mol-worker2 is a fresh host: a user, group, base, config and state
+    directory and workers that do not exist on it, as on a host the role
+    never saw. The run must say it would create them all, and pass: check
+    mode on a fresh host must not fail on what does not exist yet.
+  Secrets on a path that would change (the fresh host's environment file and
+  client key, Flower's users) are in no line of the output.
+* One `--check` run where the broker TLS settings would change, which the
+  role tries first, from a private directory, in check mode too
+  (tasks/broker_check.yml): mol-worker1 a CA bundle that still holds the
+  broker's CA, mol-worker2 verification turned off (with another CA). Both
+  are accepted by the broker, and every running worker of each host would
+  restart, in the order of its list.
 """
 
 from __future__ import annotations
 
-import pytest
+import re
+
 import yaml
 
-from ansible_run import podman_host, results_by_host, run_site
-from conftest import INVENTORY, workers_of
+from conftest import assert_same, snapshots, task_output
+from fleet import GROUP_VARS, INVENTORY, NAME, PROJECT, TLS_DIR, broker_password, node, results_by_host, run_site, unit, workers_of
 
-HOSTS = ["mol-worker1", "mol-worker2"]
 FRESH = {
     "celery_workers_user": "freshcelery",
     "celery_workers_group": "freshcelery",
@@ -37,117 +43,98 @@ FRESH = {
         {"name": "fresh-b", "queue": "fresh2", "time_limit": 60, "env": {"FRESH": "1"}},
     ],
 }
-# Flower saves its state every celery_flower_state_save_interval (10 s in this
-# scenario): its files may change size and mtime during a run, nothing else.
-VOLATILE = ("/var/lib/celery-flower/", "/var/lib/celery-flower ")
-
-SNAPSHOT = r"""
-set -eu
-echo '# tree'
-find /etc/systemd/system /etc/celery* /opt /var/lib -xdev -printf '%p %y %m %u %g %s %T@ %l\n' 2>/dev/null | sort
-echo '# checksums'
-find /etc/systemd/system /etc/celery* /opt -xdev -type f -print0 | sort -z | xargs -0 -r sha256sum
-sha256sum /etc/passwd /etc/group /etc/shadow /etc/gshadow
-echo '# units'
-systemctl list-unit-files 'celery*' 'flower*' --no-legend --no-pager
-for u in $(systemctl list-units 'celery*' 'flower*' --all --no-legend --no-pager --plain | awk '{print $1}'); do
-  echo "$u" $(systemctl show "$u" -p LoadState -p ActiveState -p SubState -p UnitFileState -p MainPID -p NRestarts \
-    -p ActiveEnterTimestampMonotonic -p NeedDaemonReload -p FragmentPath | sort)
-done
-"""
+FLOWER_CANARY = "CanaryFlowerPw42"
 
 
-def snapshot(hostname: str) -> list[str]:
-    lines = podman_host(hostname).check_output(SNAPSHOT).splitlines()
-    # Volatile files: keep path, type, mode and owner; drop size and mtime.
-    return [" ".join(line.split()[:5]) if line.startswith(VOLATILE) else line for line in lines]
+def _tls(**keys) -> dict:
+    """The scenario's broker TLS settings (group_vars) with some keys changed, paths resolved."""
+    base = {k: v.replace("{{ lab_broker_tls_dir }}", str(TLS_DIR)) if isinstance(v, str) else v
+            for k, v in GROUP_VARS["celery_workers_broker_tls"].items()}
+    return {**base, **keys}
 
 
-def snapshots() -> dict[str, list[str]]:
-    return {h: snapshot(h) for h in HOSTS}
+def _key_body() -> str:
+    """A line from the middle of the client key: unique to it, no PEM boilerplate."""
+    lines = (TLS_DIR / "client.key").read_text().splitlines()
+    return lines[len(lines) // 2]
 
 
-def assert_same(before: dict[str, list[str]], after: dict[str, list[str]]) -> None:
-    for h in HOSTS:
-        gone = sorted(set(before[h]) - set(after[h]))
-        new = sorted(set(after[h]) - set(before[h]))
-        assert not gone and not new, f"{h} changed in check mode:\n- " + "\n- ".join(gone) + "\n+ " + "\n+ ".join(new)
+def _changed(section: str, host: str) -> list[str]:
+    """Items (or the task itself: '') a host changed in a task's output."""
+    return [m.group(1) or "" for m in re.finditer(rf"^changed: \[{host}\](?: => \(item=([^)]*)\))?", section, re.M)]
 
 
-def _result(results, name):
-    found = [r for n, r in results if n == name or n.startswith(name + " - ")]
-    assert found, f"no task {name!r} in {[n for n, _ in results]}"
-    return found
-
-
-def changed_items(result: dict, key: str = "name") -> list:
-    return [r["item"][key] if isinstance(r["item"], dict) else r["item"]
-            for r in result.get("results", []) if r.get("changed")]
-
-
-@pytest.fixture(scope="module")
-def steady():
-    """The hosts are converged and in steady state: two snapshots a few seconds apart agree."""
-    first = snapshots()
-    for h in HOSTS:
-        text = "\n".join(first[h])
-        for w in workers_of(h):
-            assert f"celery-worker-{w['name']}.service " in text, (h, w["name"])
-    assert_same(first, snapshots())
-    return first
-
-
-def test_pending_change_is_reported_not_made(steady):
+def test_pending_change_and_fresh_host_reported_not_made_no_secret_shown(steady):
     first = workers_of("mol-worker1")[0]
     entries = yaml.safe_load((INVENTORY / "host_vars" / "mol-worker1.yml").read_text())["celery_workers"]
     entries[0]["concurrency"] = first["concurrency"] + 1
-    before = snapshots()
-    proc = run_site(["--check", "--diff"], host_vars={"mol-worker1": {"celery_workers": entries}}, json_output=True)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    results = results_by_host(proc.stdout)
-    # Control: the run saw the change, would write that unit and restart that worker only.
-    (units,) = _result(results["mol-worker1"], "celery_fleet.celery.celery_workers : Write the worker units")
-    assert changed_items(units) == [first["name"]]
-    diff = [r for r in units["results"] if r.get("changed")][0]["diff"]
-    assert f"--concurrency={first['concurrency'] + 1}" in str(diff), diff
-    restarts = [r for n, r in results["mol-worker1"] if n.startswith("celery_fleet.celery.celery_workers : Restart worker ")]
-    assert [(r.get("name"), r.get("changed")) for r in restarts] == [(f"celery-worker-{first['name']}.service", True)]
-    assert not any(n.startswith("celery_fleet.celery.celery_workers : Restart worker ") for n, _ in results["mol-worker2"])
-    assert not any(r.get("changed") for _, r in results["mol-worker2"]), "mol-worker2 has nothing to change"
-    assert_same(before, snapshots())
-    assert_same(steady, snapshots())
-
-
-def test_fresh_host_in_check_mode_passes_and_changes_nothing(steady):
-    host = podman_host("mol-worker2")
+    fresh = node("mol-worker2")
     # The fresh host's things exist nowhere yet.
-    assert host.run(f"getent passwd {FRESH['celery_workers_user']}").rc == 2
-    assert host.run(f"getent group {FRESH['celery_workers_group']}").rc == 2
+    assert fresh.run(f"getent passwd {FRESH['celery_workers_user']}").rc == 2
     for key in ("celery_workers_base_dir", "celery_workers_config_dir", "celery_workers_state_dir"):
-        assert not host.file(FRESH[key]).exists, FRESH[key]
-    for w in FRESH["celery_workers"]:
-        assert not host.file(f"/etc/systemd/system/celery-worker-{w['name']}.service").exists
+        assert not fresh.file(FRESH[key]).exists, FRESH[key]
     before = snapshots()
-    proc = run_site(["--check", "--diff"], host_vars={"mol-worker2": FRESH}, json_output=True)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    results = results_by_host(proc.stdout)["mol-worker2"]
-    # The only failures allowed are the ones the role ignores in check mode
-    # (ignore_errors: "{{ ansible_check_mode }}"): starting units not written yet.
-    failed = [(n, item.get("msg", "")) for n, r in results if r.get("failed")
-              for item in (r.get("results") or [r]) if item.get("failed")]
-    assert failed, "control: starting the unwritten units must fail (and be ignored)"
-    assert all("Could not find the requested service" in msg for _, msg in failed), failed
-    assert {n for n, _ in failed} <= {"celery_fleet.celery.celery_workers : Enable and start the workers",
-                                      "celery_fleet.celery.celery_workers : Enable and start beat"}, failed
-    # Control: the run would create the account, the directories and both units.
-    for task in ("celery_fleet.celery.celery_workers : Create the workers' group", "celery_fleet.celery.celery_workers : Create the workers' system user"):
-        assert [r.get("changed") for r in _result(results, task)] == [True], task
-    (dirs,) = _result(results, "celery_fleet.celery.celery_workers : Create the directories")
-    assert sorted(changed_items(dirs, "path")) == sorted([
-        FRESH["celery_workers_base_dir"], FRESH["celery_workers_base_dir"] + "/bin", FRESH["celery_workers_base_dir"] + "/app",
-        FRESH["celery_workers_config_dir"], FRESH["celery_workers_state_dir"]])
-    (units,) = _result(results, "celery_fleet.celery.celery_workers : Write the worker units")
-    assert changed_items(units) == [w["name"] for w in FRESH["celery_workers"]]
+    proc = run_site(["--check", "--diff", "-vvv"], host_vars={
+        "mol-worker1": {"celery_workers": entries, "celery_flower_basic_auth": [{"user": "flower", "password": FLOWER_CANARY}]},
+        "mol-worker2": FRESH})
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-4000:]
+
+    # mol-worker1: that worker's drop-in (its new concurrency in the diff) and that worker's restart only.
+    dropins = task_output(output, "celery_workers : Write each worker's drop-in")
+    assert _changed(dropins, "mol-worker1") == [first["name"]], dropins[-2000:]
+    assert f"+    --concurrency={first['concurrency'] + 1} \\" in dropins
+    names = set(re.findall(r"TASK \[celery_fleet\.celery\.celery_workers : Restart ([\w-]+)\]", output))
+    restarts = {(name, host) for name in names for host in ("mol-worker1", "mol-worker2")
+                if _changed(task_output(output, f"celery_workers : Restart {name}"), host)}
+    assert restarts == {(first["name"], "mol-worker1")}, restarts
+    flower_env = task_output(output, "celery_flower : Write the environment file (broker URL, users, management API)")
+    assert _changed(flower_env, "mol-worker1") == [""] and "censored" in flower_env, flower_env
+    assert _changed(task_output(output, "celery_flower : Restart Flower when its configuration changed"), "mol-worker1") == [""]
+
+    # mol-worker2: the account, the directories, the files and the units would all be made.
+    for task in ("Create the workers' group", "Create the workers' system user", "Write the shared environment file (broker URL)"):
+        assert _changed(task_output(output, f"celery_workers : {task}"), "mol-worker2") == [""], task
+    dirs = _changed(task_output(output, "celery_workers : Create the directories"), "mol-worker2")
+    assert sorted(dirs) == sorted([FRESH["celery_workers_base_dir"], FRESH["celery_workers_base_dir"] + "/bin",
+                                   FRESH["celery_workers_base_dir"] + "/app", FRESH["celery_workers_config_dir"],
+                                   FRESH["celery_workers_state_dir"]])
+    assert _changed(dropins, "mol-worker2") == [w["name"] for w in FRESH["celery_workers"]]
+    # Only fresh-b has env (the item is censored: no_log).
+    env_files = task_output(output, "celery_workers : Write the environment files of the workers with env")
+    assert len(_changed(env_files, "mol-worker2")) == len([w for w in FRESH["celery_workers"] if "env" in w]) == 1
+    # The only failures are the ones the role ignores in check mode: starting units not written yet.
+    failed = re.findall(r"^(?:failed|fatal): \[mol-worker2\].*$", output, re.M)
+    ignored = [task_output(output, "celery_workers : Enable and start the workers that are not"),
+               task_output(output, "celery_workers : Enable and start the workers' target")]
+    assert failed and all(any(line in section for section in ignored) for line in failed), failed
+    assert "...ignoring" in ignored[0]
+
+    # No secret in any line, though every file holding one was on a path that would change.
+    flower_password = (PROJECT / ".lab" / f"{NAME}_flower_password").read_text().split()[0]
+    for secret in (broker_password(), FLOWER_CANARY, flower_password, _key_body()):
+        assert secret not in output
+    assert "censored" in task_output(output, "celery_workers : Deploy the broker TLS files")
     assert_same(before, snapshots())
     assert_same(steady, snapshots())
-    assert host.run(f"getent passwd {FRESH['celery_workers_user']}").rc == 2
+    assert fresh.run(f"getent passwd {FRESH['celery_workers_user']}").rc == 2
+
+
+def test_changed_broker_tls_is_tried_in_check_mode_and_would_restart_every_worker(steady, tmp_path):
+    bundle = tmp_path / "ca-bundle.pem"
+    bundle.write_text((TLS_DIR / "ca.pem").read_text() + (TLS_DIR / "other-ca.pem").read_text())
+    before = snapshots()
+    proc = run_site(["--check"], json_output=True, host_vars={
+        "mol-worker1": {"celery_workers_broker_tls": _tls(ca_src=str(bundle))},
+        "mol-worker2": {"celery_workers_broker_tls": _tls(ca_src=str(TLS_DIR / "other-ca.pem"), verify=False, unverified_ok=True)}})
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    results = results_by_host(proc.stdout)
+    for host in ("mol-worker1", "mol-worker2"):
+        tasks = dict(results[host])
+        probe = tasks["celery_fleet.celery.celery_workers : Connect to the broker with the new settings as the workers' user"]
+        assert probe["stdout"] == "the broker accepts the new settings", probe
+        assert tasks["celery_fleet.celery.celery_workers : Deploy the broker TLS files"]["changed"]
+        restarted = [r.get("name") for n, r in results[host]
+                     if n.startswith("celery_fleet.celery.celery_workers : Restart ") and r.get("changed") and r.get("name")]
+        assert restarted == [unit(w["name"]) for w in workers_of(host)], (host, restarted)
+    assert_same(before, snapshots())

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import INVENTORY, WORKER_HOSTS, _vars, all_workers, cpus_of, resolve
+from fleet import WORKER_HOSTS, all_workers, cpus_of, resolve, setting
 
 EXPECTED = {w["node"]: w for w in all_workers()}
 TASKS_PER_QUEUE = 12
@@ -57,8 +57,7 @@ def test_pool_size_is_the_configured_concurrency(inspect):
 
 def test_a_relative_size_resolves_against_the_hosts_cpus(inspect):
     """A worker sized {per_cpu: ...} runs with per_cpu x `nproc` of its host (within min and max)."""
-    relative = [(h, e) for h in WORKER_HOSTS for e in _vars(INVENTORY / "host_vars" / f"{h}.yml")["celery_workers"]
-                if isinstance(e.get("concurrency"), dict)]
+    relative = [(h, e) for h in WORKER_HOSTS for e in setting("celery_workers", h) if isinstance(e.get("concurrency"), dict)]
     assert relative, "the scenario must size a worker relative to the host's CPUs"
     stats = broadcast(inspect, "stats")
     for hostname, entry in relative:

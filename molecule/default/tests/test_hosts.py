@@ -1,23 +1,12 @@
 """What the role left on each worker host: user, files, units, processes."""
 
-import pytest
+import shlex
 
-from conftest import GROUP_VARS, broker_password, workers_of
+from fleet import GROUP_VARS, HARDENING_PROPS, TARGET, broker_password, unit, wait_for
 
 UNIT_DIR = "/etc/systemd/system"
-HARDENING = {
-    "NoNewPrivileges": "yes",
-    "PrivateTmp": "yes",
-    "PrivateDevices": "yes",
-    "ProtectSystem": "strict",
-    "ProtectHome": "yes",
-    "ProtectKernelTunables": "yes",
-    "ProtectKernelModules": "yes",
-    "ProtectControlGroups": "yes",
-    "RestrictSUIDSGID": "yes",
-    "RestrictRealtime": "yes",
-    "LockPersonality": "yes",
-    "CapabilityBoundingSet": "",
+# What every worker unit runs as and how it stops, beside the sandbox (fleet.HARDENING_PROPS).
+SERVICE = {
     "User": "celery",
     "Group": "celery",
     "Type": "exec",
@@ -68,34 +57,46 @@ def test_environment_file(host, worker_host):
     assert broker_password() not in denied.stdout
 
 
-@pytest.fixture()
-def workers(worker_host):
-    return workers_of(worker_host)
-
-
 def test_unit_files(host, workers):
+    """One template unit and the target; per worker a drop-in with its command line and stop timeout."""
+    template = host.file(f"{UNIT_DIR}/celery-worker@.service")
+    assert template.exists and template.user == "root" and template.mode == 0o644
+    text = template.content_string
+    assert "\nType=exec\n" in text and "Type=forking" not in text
+    assert f"\nPartOf={TARGET}\n" in text and f"\nWantedBy={TARGET}\n" in text
+    assert "\nExecStart=" not in text, "the command line is the drop-in's"
+    assert host.file(f"{UNIT_DIR}/{TARGET}").exists
     for w in workers:
-        unit = host.file(f"{UNIT_DIR}/celery-worker-{w['name']}.service")
-        assert unit.exists and unit.user == "root" and unit.mode == 0o644
-        text = unit.content_string
-        assert "\nType=exec\n" in text and "Type=forking" not in text
+        dropin = host.file(f"{UNIT_DIR}/{unit(w['name'])}.d/worker.conf")
+        assert dropin.exists and dropin.user == "root" and dropin.mode == 0o644
+        text = dropin.content_string
         assert f"-n {w['name']}@%%h" in text
         assert f"--queues={','.join(w['queues'])} " in text
         # The warm-shutdown budget, never below the hard time limit plus 30 s.
         stop = max(GROUP_VARS["celery_workers_stop_timeout"], w["time_limit"] + 30 if "time_limit" in w else 0)
         assert f"\nTimeoutStopSec={stop}\n" in text
         assert f"--concurrency={w['concurrency']}" in text
-        assert f"SyslogIdentifier=celery-worker-{w['name']}" in text
         assert "X-Celery-Workers-Role=managed" in text
-        assert broker_password() not in text
-        assert "CELERY_BROKER_URL" not in text
+        assert ("EnvironmentFile=/etc/celery/worker-" in text) == ("env" in w)
+        for t in (text, template.content_string):
+            assert broker_password() not in t and "CELERY_BROKER_URL" not in t
+    # What systemd made of them.
+    for w in workers:
+        props = dict(line.split("=", 1) for line in host.check_output(
+            f"systemctl show {unit(w['name'])} -p SyslogIdentifier -p TimeoutStopUSec -p PartOf -p DropInPaths").splitlines())
+        assert props["SyslogIdentifier"] == f"celery-worker-{w['name']}", props
+        assert props["PartOf"] == TARGET and props["DropInPaths"].endswith(f"{unit(w['name'])}.d/worker.conf"), props
 
 
 def test_units_enabled_running_as_worker_user(host, workers):
+    # The target starts them at boot and acts on all of them.
+    assert host.service(TARGET).is_enabled and host.service(TARGET).is_running
+    wanted = host.check_output(f"systemctl show -P Wants {TARGET}").split()
+    assert sorted(wanted) == sorted(unit(w["name"]) for w in workers)
     for w in workers:
-        service = host.service(f"celery-worker-{w['name']}")
+        service = host.service(unit(w["name"]))
         assert service.is_enabled and service.is_running
-        pid = int(host.check_output(f"systemctl show -P MainPID celery-worker-{w['name']}"))
+        pid = int(host.check_output(f"systemctl show -P MainPID {unit(w['name'])}"))
         assert pid > 0
         user, args = host.check_output(f"ps -o user=,args= -p {pid}").split(None, 1)
         assert user == "celery"
@@ -104,17 +105,18 @@ def test_units_enabled_running_as_worker_user(host, workers):
 
 
 def test_hardening_properties(host, workers):
+    """The sandbox as systemd applies it: every directive of the role's one table, and the service settings."""
+    expected = {**HARDENING_PROPS, **SERVICE}
     for w in workers:
-        out = host.check_output(
-            f"systemctl show celery-worker-{w['name']} -p " + " -p ".join(HARDENING))
+        out = host.check_output(f"systemctl show {unit(w['name'])} " + " ".join(f"-p {k}" for k in expected))
         props = dict(line.split("=", 1) for line in out.splitlines())
-        for key, value in HARDENING.items():
+        for key, value in expected.items():
             assert props[key] == value, f"{w['name']}: {key}={props[key]!r}, expected {value!r}"
 
 
 def test_per_worker_environment_reaches_the_process(host, workers):
     for w in workers:
-        pid = host.check_output(f"systemctl show -P MainPID celery-worker-{w['name']}")
+        pid = host.check_output(f"systemctl show -P MainPID {unit(w['name'])}")
         environ = host.check_output(f"tr '\\0' '\\n' < /proc/{pid}/environ")
         env = dict(line.split("=", 1) for line in environ.splitlines() if "=" in line)
         assert env["CELERY_WORKER_NAME"] == w["name"]
@@ -122,8 +124,18 @@ def test_per_worker_environment_reaches_the_process(host, workers):
             assert env[key] == str(value)
 
 
-def test_secrets_not_in_process_list(host):
-    assert broker_password() not in host.check_output("ps -eo args")
+def test_secrets_not_in_process_list(host, workers):
+    listing = host.check_output("ps -eo args")
+    # Control: the listing holds every worker's command line (so a password there would be seen).
+    for w in workers:
+        assert f"-n {w['name']}@%h" in listing, listing
+    assert broker_password() not in listing
+    # And a process with a secret-looking argument is listed by the same command.
+    planted = host.check_output(f"setsid sleep 30 {shlex.quote('zz-canary-' + w['name'])} >/dev/null 2>&1 & echo $!")
+    try:
+        wait_for("the planted process to be listed", lambda: f"zz-canary-{w['name']}" in host.check_output("ps -eo args"), timeout=10)
+    finally:
+        host.run(f"kill {planted}")
 
 
 def test_journal_has_one_identifier_per_worker(host, workers):

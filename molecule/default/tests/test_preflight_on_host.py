@@ -1,104 +1,43 @@
 """A run refused by preflight leaves a real host exactly as it was.
 
-tests/test_preflight.py proves, in check mode on the controller, that bad
-input fails in preflight. Here the playbook really runs (no check mode, no
-tag filter) against mol-worker1 with bad input, and a snapshot of the host
-(files, modes, owners and checksums under the role's directories, the units,
-their states and main PIDs, the account) is the same before and after.
-Every bad input also changes a valid field (the `default` worker's
-concurrency), so a run that got past preflight would change the host.
+tests/test_preflight.py proves, in check mode on the controller, that every
+bad input fails in preflight. Here the playbook really runs (no check mode,
+no tag filter) on both hosts, each with its own bad input, and the snapshot
+of each host (conftest.SNAPSHOT) is the same before and after. Every bad
+input comes with a valid change (the first worker's concurrency), so a run
+that got past preflight would change the host: test_check_mode.py shows that
+change reported on the same input without the bad part.
 
 An empty worker list passes preflight and, in check mode, would remove only
-the units this role wrote (those carrying its marker), nothing else.
+the workers this role wrote (files carrying its marker), nothing else.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from ansible_run import podman_host, results_by_host, run_site
-from conftest import workers_of
+from conftest import assert_same, snapshots
+from fleet import LEGACY_FORMAT, node, results_by_host, run_site, unit, workers_of
 
-HOST = "mol-worker1"
-ASSERT_TASK = "celery_fleet.celery.celery_workers : Assert the configuration is valid"
-SPEC_TASK = "celery_fleet.celery.celery_workers : Validating arguments against arg spec 'main'"
-ROOT_TASK = "celery_fleet.celery.celery_workers : Assert the workers' user and group are not root"
-FIT_TASK = "celery_fleet.celery.celery_workers : Assert the workers fit in the host's memory"
-
-SNAPSHOT = r"""
-set -eu
-echo '# files'
-find /etc/systemd/system /etc/celery /opt/celery /var/lib/celery /usr/local/bin -xdev -printf '%p %y %m %u %g\n' | sort
-echo '# checksums'
-find /etc/systemd/system /etc/celery /opt/celery -xdev -type f -print0 | sort -z | xargs -0 sha256sum
-echo '# account'
-getent passwd celery; getent group celery
-echo '# units'
-systemctl list-unit-files 'celery-*' --no-legend --no-pager
-systemctl list-units 'celery-*' --all --no-legend --no-pager --plain
-for u in $(systemctl list-units 'celery-*' --all --no-legend --no-pager --plain | awk '{print $1}'); do
-  systemctl show "$u" -p MainPID -p ActiveState -p SubState -p ActiveEnterTimestampMonotonic -p NRestarts -p FragmentPath -p NeedDaemonReload
-done
-"""
-
-
-def snapshot() -> str:
-    return podman_host(HOST).check_output(SNAPSHOT)
-
-
-def _bad_list(extra_entry: dict) -> list[dict]:
-    """The host's workers with a changed concurrency, plus a bad entry."""
-    workers = [dict(w) for w in workers_of(HOST)]
-    first = workers[0]
-    entries = [{"name": first["name"], "queues": first["queues"], "concurrency": first["concurrency"] + 1}]
-    entries += [{"name": w["name"], "queues": w["queues"], "concurrency": w["concurrency"]} for w in workers[1:]]
-    return entries + [extra_entry]
-
-
-BAD = {
-    "newline_injection_in_name": ({"celery_workers": _bad_list({"name": "evil\nExecStartPre=/bin/touch /tmp/pwned", "queues": ["x"]})},
-                                  ASSERT_TASK, "field name must match"),
-    "path_traversal_in_name": ({"celery_workers": _bad_list({"name": "../../../tmp/x", "queues": ["x"]})},
-                               ASSERT_TASK, "field name must match"),
-    "duplicate_name": ({"celery_workers": _bad_list({"name": "default", "queues": ["x"]})},
-                       ASSERT_TASK, "field name is a duplicate"),
-    "unknown_key": ({"celery_workers": _bad_list({"name": "extra", "queues": ["x"], "colour": "red"})},
-                    SPEC_TASK, "celery_workers.colour"),
-    # Refused after reading the host (nproc, MemTotal), still before any change.
-    "does_not_fit_in_memory": ({"celery_workers": _bad_list({"name": "big", "queues": ["x"], "concurrency": {"per_cpu": 2000}})},
-                               FIT_TASK, "the workers do not fit in memory"),
-    "user_root": ({"celery_workers_user": "root", "celery_workers": _bad_list({"name": "extra", "queues": ["x"]})},
-                  ASSERT_TASK, "celery_workers_user: workers must not run as root"),
+TASKS = {
+    "assert": "celery_fleet.celery.celery_workers : Assert the configuration is valid",
+    "spec": "celery_fleet.celery.celery_workers : Validating arguments against arg spec 'main'",
+    "root": "celery_fleet.celery.celery_workers : Assert the workers' user and group are not root",
+    "fit": "celery_fleet.celery.celery_workers : Assert the workers fit in the host's memory",
 }
 
 
-@pytest.fixture(scope="module")
-def before():
-    text = snapshot()
-    assert "celery-worker-default.service" in text and "/etc/celery/celery.env" in text, text
-    return text
-
-
-@pytest.mark.parametrize("case", sorted(BAD))
-def test_refused_run_changes_nothing(before, case):
-    variables, task, fragment = BAD[case]
-    proc = run_site(["--limit", HOST], host_vars={HOST: variables}, json_output=True)
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    results = results_by_host(proc.stdout)[HOST]
-    failed = [(name, r) for name, r in results if r.get("failed")]
-    assert len(failed) == 1, failed
-    name, result = failed[0]
-    assert name == task or name.startswith(task + " - "), name
-    assert fragment in result["msg"], result["msg"]
-    assert not any(r.get("changed") for _, r in results)
-    assert snapshot() == before
-    assert not podman_host(HOST).file("/tmp/pwned").exists
+def _with(host: str, extra_entry: dict | None = None, **variables) -> dict:
+    """The host's workers with the first one's concurrency changed, plus an entry and variables."""
+    entries = [{"name": w["name"], "queues": w["queues"], "concurrency": w["concurrency"]} for w in workers_of(host)]
+    entries[0]["concurrency"] += 1
+    return {"celery_workers": entries + ([extra_entry] if extra_entry else []), **variables}
 
 
 @pytest.fixture()
 def root_alias():
-    """An account `toor` with uid 0, as some hosts have; the account files are restored afterwards."""
-    host = podman_host(HOST)
+    """An account `toor` with uid 0 on mol-worker1, as some hosts have; the account files are restored afterwards."""
+    host = node("mol-worker1")
     files = "/etc/passwd /etc/group /etc/shadow /etc/gshadow"
     host.check_output(f"for f in {files}; do cp -p $f $f.test-backup; done")
     host.check_output("useradd -o -u 0 -g 0 -M -N -s /usr/sbin/nologin toor")
@@ -107,60 +46,74 @@ def root_alias():
     assert host.run("getent passwd toor").rc != 0
 
 
-def test_existing_account_with_uid_0_is_refused(before, root_alias):
-    """Passes the controller-side checks, refused by the read-only lookup on the host."""
-    proc = run_site(["--limit", HOST], json_output=True,
-                    host_vars={HOST: {"celery_workers_user": root_alias, "celery_workers": _bad_list({"name": "extra", "queues": ["x"]})[:-1]}})
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    results = results_by_host(proc.stdout)[HOST]
-    assert dict(results)[ASSERT_TASK].get("failed") is not True
-    failed = [(name, r) for name, r in results if r.get("failed")]
-    assert [name for name, _ in failed] == [ROOT_TASK]
-    assert "celery_workers_user 'toor'" in failed[0][1]["msg"] and "id 0" in failed[0][1]["msg"]
-    assert not any(r.get("changed") for _, r in results)
-    assert snapshot() == before
+def _refused(case: dict[str, tuple[dict, str, str]]):
+    before = snapshots()
+    proc = run_site([], json_output=True, host_vars={h: v for h, (v, _, _) in case.items()})
+    assert proc.returncode == 2, proc.stdout[-3000:] + proc.stderr[-2000:]
+    results = results_by_host(proc.stdout)
+    for host, (_, task, fragment) in case.items():
+        failed = [(name, r) for name, r in results[host] if r.get("failed")]
+        # (Ansible names the spec's task after the entry point's short description.)
+        assert len(failed) == 1 and failed[0][0].startswith(TASKS[task]), failed
+        assert fragment in failed[0][1]["msg"], failed[0][1]["msg"]
+        assert not any(r.get("changed") for _, r in results[host])
+    assert_same(before, snapshots())
+    for host in case:
+        assert not node(host).file("/tmp/pwned").exists
+
+
+def test_refused_by_a_rule_or_by_what_the_host_has(steady):
+    _refused({
+        # A newline in a name would inject a directive into the unit.
+        "mol-worker1": (_with("mol-worker1", {"name": "evil\nExecStartPre=/bin/touch /tmp/pwned", "queues": ["x"]}),
+                        "assert", "field name must match"),
+        # Refused after reading the host (nproc, MemTotal), still before any change.
+        "mol-worker2": (_with("mol-worker2", {"name": "big", "queues": ["x"], "concurrency": {"per_cpu": 2000}}),
+                        "fit", "the workers do not fit in memory"),
+    })
+
+
+def test_refused_by_the_argument_spec_or_an_account_with_uid_0(steady, root_alias):
+    _refused({
+        # Passes the controller-side checks, refused by the read-only look at the host.
+        "mol-worker1": (_with("mol-worker1", celery_workers_user=root_alias), "root", f"celery_workers_user '{root_alias}'"),
+        "mol-worker2": (_with("mol-worker2", {"name": "extra", "queues": ["x"], "colour": "red"}), "spec", "colour"),
+    })
 
 
 @pytest.fixture()
-def foreign_unit():
-    """A celery-worker-* unit this role did not write (no marker)."""
-    path = "/etc/systemd/system/celery-worker-foreign.service"
-    host = podman_host(HOST)
-    host.check_output(f"printf '[Service]\\nExecStart=/bin/true\\n' > {path}")
-    yield path
-    host.check_output(f"rm -f {path}")
+def foreign_files():
+    """Files named like the role's but without its marker, on both hosts."""
+    paths = ["/etc/systemd/system/" + LEGACY_FORMAT % "foreign", f"/etc/systemd/system/{unit('foreign')}.d/worker.conf"]
+    for host in ("mol-worker1", "mol-worker2"):
+        node(host).check_output(f"mkdir -p {paths[1].rsplit('/', 1)[0]} && for f in {' '.join(paths)}; do "
+                                "printf '[Service]\\nExecStart=/bin/true\\n' > $f; done")
+    yield paths
+    for host in ("mol-worker1", "mol-worker2"):
+        node(host).check_output(f"rm -rf {paths[0]} {paths[1].rsplit('/', 1)[0]}")
 
 
-@pytest.mark.parametrize("remove_absent", [True, False])
-def test_empty_worker_list_touches_only_the_roles_units(before, foreign_unit, remove_absent):
-    proc = run_site(["--limit", HOST, "--check"], json_output=True,
-                    host_vars={HOST: {"celery_workers": [], "celery_workers_remove_absent": remove_absent}})
+def test_empty_worker_list_would_touch_only_the_roles_workers(steady, foreign_files):
+    before = snapshots()
+    proc = run_site(["--check", "--tags", "celery_workers"], json_output=True, host_vars={
+        "mol-worker1": {"celery_workers": [], "celery_workers_remove_absent": True},
+        "mol-worker2": {"celery_workers": [], "celery_workers_remove_absent": False}})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    results = results_by_host(proc.stdout)[HOST]
-    assert dict(results)[ASSERT_TASK]["msg"] == "celery_workers preflight passed for 0 worker(s)"
-    stop = dict(results).get("celery_fleet.celery.celery_workers : Stop and disable the workers no longer listed", {})
-    stopped = sorted(f"celery-worker-{r['item']}.service" for r in stop.get("results", []) if not r.get("skipped"))
-    expected = sorted(f"celery-worker-{w['name']}.service" for w in workers_of(HOST)) if remove_absent else []
-    assert stopped == expected
-    assert "celery-worker-foreign.service" not in stopped
-    # No other task would stop or disable a unit.
-    for name, r in results:
-        for one in r.get("results", [r]):
-            if one.get("changed") and one.get("invocation", {}).get("module_args", {}).get("enabled") is False:
-                assert one["name"] in expected, (name, one.get("name"))
-    assert _without_foreign(snapshot()) == _without_foreign(before)
-
-
-def _without_foreign(text: str) -> str:
-    return "\n".join(line for line in text.splitlines() if "celery-worker-foreign" not in line)
-
-
-def test_the_valid_part_alone_would_change_the_host(before):
-    """Control: without the bad entry the same input changes the host (shown in check mode)."""
-    proc = run_site(["--limit", HOST, "--check"], json_output=True, host_vars={HOST: {"celery_workers": _bad_list({})[:-1]}})
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    results = results_by_host(proc.stdout)[HOST]
-    units = dict(results)["celery_fleet.celery.celery_workers : Write the worker units"]
-    changed = [r["item"]["name"] for r in units["results"] if r.get("changed")]
-    assert changed == [workers_of(HOST)[0]["name"]]
-    assert snapshot() == before
+    results = results_by_host(proc.stdout)
+    for host, remove in (("mol-worker1", True), ("mol-worker2", False)):
+        tasks = dict(results[host])
+        assert tasks["celery_fleet.celery.celery_workers : Assert the configuration is valid"]["msg"] == "celery_workers preflight passed for 0 worker(s)"
+        stop = tasks["celery_fleet.celery.celery_workers : Stop and disable the workers no longer listed, and the units of 1.x"]
+        stopped = sorted(r["item"] for r in stop.get("results", []) if not r.get("skipped"))
+        assert stopped == (sorted(unit(w["name"]) for w in workers_of(host)) if remove else []), (host, stopped)
+        deleted = tasks["celery_fleet.celery.celery_workers : Delete the files no longer needed"]
+        deleted = sorted(r["item"] for r in deleted.get("results", []) if r.get("changed"))
+        assert not any("foreign" in path for path in deleted), deleted
+        if remove:
+            assert deleted and all(path.startswith("/etc/") for path in deleted), deleted
+        # No other task would stop or disable a unit.
+        for name, r in results[host]:
+            for one in r.get("results", [r]):
+                if one.get("changed") and one.get("invocation", {}).get("module_args", {}).get("enabled") is False:
+                    assert one["name"] in stopped, (name, one.get("name"))
+    assert_same(before, snapshots())

@@ -8,8 +8,10 @@ celery_workers_broker_tls (group_vars/celery_workers.yml): the CA, a client
 certificate and key, server_name broker.lab.test (the URL's host is
 127.0.0.1), required: true. Flower takes the same settings by default.
 Proven from outside: the sockets of the worker, beat and Flower processes
-(/proc), the broker's own view of its connections (rabbitmqctl), a client
-without a certificate, and a run of the role with the wrong CA.
+(/proc), the broker's own view of its connections (rabbitmqctl) and a
+client without a certificate. A wrong CA or server name is refused before it
+is used (test_broker_change.py); the client key stays out of Ansible's
+output (test_check_mode.py).
 """
 
 from __future__ import annotations
@@ -21,8 +23,7 @@ import time
 import kombu
 import pytest
 
-from ansible_run import podman_host, results_by_host, run_site
-from conftest import GROUP_VARS, TLS_DIR, WORKER_HOSTS, hosts_broker_url, workers_of
+from fleet import GROUP_VARS, TLS_DIR, WORKER_HOSTS, hosts_broker_url, node, workers_of
 
 TLS_PORT = int(GROUP_VARS["lab_broker_amqps_port"])
 PLAIN_PORT = int(GROUP_VARS["lab_broker_amqp_port"])
@@ -62,7 +63,7 @@ def remote_ports(host, unit: str) -> set[int]:
 
 
 def _units_of(hostname: str) -> list[str]:
-    units = [f"celery-worker-{w['name']}.service" for w in workers_of(hostname)]
+    units = [w["unit"] for w in workers_of(hostname)]
     if hostname == "mol-worker1":
         units.append("celery-flower.service")
     return units
@@ -70,7 +71,7 @@ def _units_of(hostname: str) -> list[str]:
 
 @pytest.mark.parametrize("hostname", WORKER_HOSTS)
 def test_workers_and_flower_connect_to_the_tls_port_only(hostname):
-    host = podman_host(hostname)
+    host = node(hostname)
     for unit in _units_of(hostname):
         ports = remote_ports(host, unit)
         print(f"{hostname} {unit}: broker ports {sorted(ports & {TLS_PORT, PLAIN_PORT})}")
@@ -79,7 +80,7 @@ def test_workers_and_flower_connect_to_the_tls_port_only(hostname):
 
 
 def test_the_broker_sees_tls_connections_with_the_client_certificate():
-    out = podman_host("mol-broker").check_output(
+    out = node("mol-broker").check_output(
         "rabbitmqctl -q --no-table-headers list_connections port ssl ssl_protocol peer_cert_subject")
     rows = [line.split("\t") for line in out.splitlines() if line.strip()]
     tls = [r for r in rows if int(r[0]) == TLS_PORT]
@@ -173,73 +174,3 @@ def test_client_key_not_in_processes_units_or_the_journal(host, worker_host):
         time.sleep(0.2)
     assert host.run(f"grep -rl -F -- {body!r} /etc/systemd /usr/lib/systemd/system").stdout == ""
     assert host.run(f"journalctl --no-pager -o cat | grep -c -F -- {body!r}").stdout.strip() == "0"
-
-
-def test_ansible_output_never_shows_the_client_key():
-    """-vvv, check mode and --diff, with a key (a canary) that would change the key file."""
-    canary = "CanaryClientKeyBody42"
-    tls = {**GROUP_VARS["celery_workers_broker_tls"],
-           "key_src": None,
-           "key_content": f"-----BEGIN PRIVATE KEY-----\n{canary}\n-----END PRIVATE KEY-----\n"}
-    tls = {k: v.replace("{{ lab_broker_tls_dir }}", str(TLS_DIR)) if isinstance(v, str) else v for k, v in tls.items()}
-    proc = run_site(["--check", "--diff", "-vvv", "--limit", "mol-worker1"], host_vars={"mol-worker1": {"celery_workers_broker_tls": tls}})
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, output[-3000:]
-    task = output.split("TASK [celery_fleet.celery.celery_workers : Deploy the broker TLS files]", 1)[1].split("TASK [", 1)[0]
-    assert "changed: [mol-worker1]" in task and "censored" in task, task
-    assert canary not in output
-    assert _key_body() not in output
-
-
-def test_a_changed_ca_would_restart_every_worker_of_that_host():
-    """Check mode (nothing changes): another CA for mol-worker1 rewrites its CA file and
-    restarts each of its running workers, rolling; mol-worker2 keeps its own."""
-    tls = {**GROUP_VARS["celery_workers_broker_tls"], "ca_src": str(TLS_DIR / "other-ca.pem")}
-    proc = run_site(["--check"], host_vars={"mol-worker1": {"celery_workers_broker_tls": tls}}, json_output=True)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    results = results_by_host(proc.stdout)
-    deployed = [r for n, r in results["mol-worker1"] if n == "celery_fleet.celery.celery_workers : Deploy the broker TLS files"]
-    assert len(deployed) == 1 and deployed[0].get("changed"), deployed
-    restarts = [r.get("name") for n, r in results["mol-worker1"] if n.startswith("celery_fleet.celery.celery_workers : Restart worker ")]
-    assert restarts == [f"celery-worker-{w['name']}.service" for w in workers_of("mol-worker1")], restarts
-    assert not any(n.startswith("celery_fleet.celery.celery_workers : Restart worker ") for n, _ in results["mol-worker2"])
-
-
-# A worker of its own, in a configuration directory of its own, on the host
-# without Flower: the other workers and their files are not touched.
-PROBE = {
-    "celery_workers": [{"name": "tlsprobe", "queue": "tlsprobe", "concurrency": 1}],
-    "celery_workers_config_dir": "/etc/celery-tlsprobe",
-    "celery_workers_remove_absent": False,
-    "celery_workers_required_queues": [],
-    "celery_workers_health_timeout": 20,
-}
-
-
-def _probe(tls: dict):
-    base = {k: v.replace("{{ lab_broker_tls_dir }}", str(TLS_DIR)) if isinstance(v, str) else v
-            for k, v in GROUP_VARS["celery_workers_broker_tls"].items()}
-    return run_site(["--limit", "mol-worker2"], host_vars={"mol-worker2": {**PROBE, "celery_workers_broker_tls": {**base, **tls}}})
-
-
-def test_wrong_ca_fails_the_health_gate_saying_why_and_unverified_needs_no_ca():
-    host = podman_host("mol-worker2")
-    try:
-        proc = _probe({"ca_src": str(TLS_DIR / "other-ca.pem")})
-        output = proc.stdout + proc.stderr
-        assert proc.returncode != 0, output[-3000:]
-        failed = output.split("TASK [celery_fleet.celery.celery_workers : Fail on the unhealthy workers]", 1)[1]
-        print(failed[:1500])
-        assert "certificate verify failed" in failed, failed[:3000]
-        # The worker itself does not get in either: its journal says why.
-        journal = host.check_output("journalctl --no-pager -o cat -u celery-worker-tlsprobe.service")
-        assert "CERTIFICATE_VERIFY_FAILED" in journal or "certificate verify failed" in journal, journal[-2000:]
-        # Same wrong CA, verification off (and acknowledged): the worker connects and passes the gate.
-        proc = _probe({"ca_src": str(TLS_DIR / "other-ca.pem"), "verify": False, "unverified_ok": True})
-        output = proc.stdout + proc.stderr
-        assert proc.returncode == 0, output[-3000:]
-        assert "CELERY_BROKER_TLS_VERIFY=\"0\"" in host.check_output("cat /etc/celery-tlsprobe/celery.env")
-        assert host.check_output("systemctl is-active celery-worker-tlsprobe.service") == "active"
-    finally:
-        host.run("systemctl disable --now celery-worker-tlsprobe.service; rm -rf /etc/celery-tlsprobe "
-                 "/etc/systemd/system/celery-worker-tlsprobe.service; systemctl daemon-reload")

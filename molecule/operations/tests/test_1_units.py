@@ -6,8 +6,8 @@ application, every worker up."""
 import pytest
 import testinfra
 
-from conftest import (BEAT_HOSTS, BEAT_SCHEDULE, BEAT_UNIT, GROUP_VARS, UNIT_PREFIX, WORKER_HOSTS,
-                      all_workers, celery_client, fleet_answers, unit_props, wait_for, worker_unit, workers_of)
+from conftest import (BEAT_HOSTS, BEAT_SCHEDULE, BEAT_UNIT, GROUP_VARS, TARGET, WORKER_HOSTS,
+                      all_workers, celery_client, fleet_answers, unit_props, wait_for, unit, workers_of)
 
 MARKER = "X-Celery-Workers-Role=managed"
 
@@ -27,12 +27,13 @@ def test_scenario_shape():
 
 
 def test_units_marked_enabled_active_with_warm_shutdown(host, worker_host):
-    listed = host.check_output(f"ls /etc/systemd/system | grep '^{UNIT_PREFIX}' || true").split()
-    assert sorted(listed) == sorted(worker_unit(w["name"]) for w in workers_of(worker_host))
+    listed = host.check_output("ls -d /etc/systemd/system/celery-worker@*.service.d").split()
+    assert sorted(listed) == sorted(f"/etc/systemd/system/{unit(w['name'])}.d" for w in workers_of(worker_host))
+    assert sorted(host.check_output(f"systemctl show -P Wants {TARGET}").split()) == sorted(unit(w["name"]) for w in workers_of(worker_host))
     for w in workers_of(worker_host):
-        unit = worker_unit(w["name"])
-        assert f"\n{MARKER}\n" in host.file(f"/etc/systemd/system/{unit}").content_string
-        props = unit_props(worker_host, unit, "ActiveState", "UnitFileState", "TimeoutStopUSec",
+        unit_name = unit(w["name"])
+        assert f"\n{MARKER}\n" in host.file(f"/etc/systemd/system/{unit_name}.d/worker.conf").content_string
+        props = unit_props(worker_host, unit_name, "ActiveState", "UnitFileState", "TimeoutStopUSec",
                            "KillMode", "KillSignal", "Restart")
         assert props == {
             "ActiveState": "active",
@@ -43,13 +44,13 @@ def test_units_marked_enabled_active_with_warm_shutdown(host, worker_host):
             "KillMode": "mixed",
             "KillSignal": "15",
             "Restart": "always",
-        }, unit
+        }, unit_name
 
 
 def test_beat_on_its_host_only(host, worker_host):
-    unit = host.file(f"/etc/systemd/system/{BEAT_UNIT}")
+    beat_file = host.file(f"/etc/systemd/system/{BEAT_UNIT}")
     if worker_host not in BEAT_HOSTS:
-        assert not unit.exists
+        assert not beat_file.exists
         assert host.run("pgrep -f 'celery --app=[^ ]* [b]eat '").rc != 0
         return
     props = unit_props(worker_host, BEAT_UNIT, "ActiveState", "UnitFileState", "User", "ReadWritePaths",

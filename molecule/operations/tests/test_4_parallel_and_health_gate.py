@@ -28,19 +28,19 @@ import time
 import pytest
 
 from conftest import (HOST_VARS, celery_client, consumers_of, fleet_answers, new_run_id, node, recap, run_playbook,
-                      unit_props, unit_events, wait_for, worker_unit, workers_of, write_override)
+                      unit_props, unit_events, wait_for, unit, workers_of, write_override)
 
 # Seconds the gate waits: it applies to every worker of one check, the healthy
 # ones restarting beside `broken` included, so it must cover a slow start-up
 # on a loaded 2-core machine; `broken` makes the run wait for all of it.
 HEALTH_TIMEOUT = 40
-CHECK = "/opt/celery/bin/celery-workers-check"
+CHECK = "/opt/celery/venv/bin/python /opt/celery/bin/celery_workers_check.py"
 
 
 def _run_check(hostname: str, expect: list[dict], timeout: float):
     """The gate's check, as the role runs it (as the workers' user), with expect on stdin."""
     cmd = (f"printf '%s' {shlex.quote(json.dumps(expect))}"
-           f" | runuser -u celery -- {CHECK} --timeout {timeout} --env-file /etc/celery/celery.env")
+           f" | runuser -u celery -- {CHECK} --env-file /etc/celery/celery.env gate --timeout {timeout}")
     return node(hostname).run(cmd)
 
 
@@ -103,7 +103,7 @@ def test_parallel_restart_and_health_gate_failure(tmp_path):
         "celery_workers_health_timeout": HEALTH_TIMEOUT,
     }
     override = write_override(tmp_path / "override", {hostname: variables})
-    units = {w["name"]: worker_unit(w["name"]) for w in workers_of(hostname)}
+    units = {w["name"]: unit(w["name"]) for w in workers_of(hostname)}
     pids = {name: unit_props(hostname, u, "MainPID")["MainPID"] for name, u in units.items()}
     since = time.time() - 1
     rc, output = run_playbook(tmp_path / "ansible.log", override, "--limit", hostname, timeout=400)
@@ -120,8 +120,8 @@ def test_parallel_restart_and_health_gate_failure(tmp_path):
 
     # The workers that were running restarted together: all were stopping before any started.
     windows = {}
-    for name, unit in units.items():
-        events = unit_events(hostname, unit, since)
+    for name, unit_name in units.items():
+        events = unit_events(hostname, unit_name, since)
         stopping = [ts for ts, word, _ in events if word == "Stopping"]
         started = [ts for ts, word, _ in events if word == "Started"]
         assert len(stopping) == 1 and len(started) == 1, (name, events)
@@ -132,7 +132,7 @@ def test_parallel_restart_and_health_gate_failure(tmp_path):
     assert all(new_pids[n] not in ("0", pids[n]) for n in units), (pids, new_pids)
 
     # They passed the gate and consume their queues, `extra` too; `broken` never answered.
-    assert unit_props(hostname, worker_unit("extra"), "ActiveState", "UnitFileState") == {
+    assert unit_props(hostname, unit("extra"), "ActiveState", "UnitFileState") == {
         "ActiveState": "active", "UnitFileState": "enabled"}
     with celery_client() as client:
         extra_node = {"node": f"extra@{hostname}", "queues": ["extra"]}
@@ -153,8 +153,8 @@ def test_parallel_restart_and_health_gate_failure(tmp_path):
     assert gate in output and gate not in output2
     assert "changed: [" + hostname + "] => (item=broken2)" in output2, output2[-4000:]
     # broken2 was started, is enabled, and keeps failing.
-    assert unit_props(hostname, worker_unit("broken2"), "UnitFileState")["UnitFileState"] == "enabled"
+    assert unit_props(hostname, unit("broken2"), "UnitFileState")["UnitFileState"] == "enabled"
     wait_for("broken2 to crash and be restarted by systemd", lambda: int(
-        unit_props(hostname, worker_unit("broken2"), "NRestarts")["NRestarts"]) >= 1, timeout=60)
+        unit_props(hostname, unit("broken2"), "NRestarts")["NRestarts"]) >= 1, timeout=60)
     # Nothing else restarted in the second run.
     assert {name: unit_props(hostname, u, "MainPID")["MainPID"] for name, u in units.items()} == new_pids

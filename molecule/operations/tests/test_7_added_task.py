@@ -13,17 +13,15 @@ shape, end here") the new task would be skipped on a converged host and
 nothing would fail; this test would.
 """
 
-import pathlib
 import shutil
 import subprocess
-import sys
 import time
 
 import pytest
 import yaml
 
-from conftest import (PROJECT, WORKER_HOSTS, molecule_inventory, new_run_id, node, playbook_env, recap, run_playbook,
-                      unit_events, unit_props, worker_unit, workers_of)
+from conftest import (PROJECT, WORKER_HOSTS, new_run_id, node, playbook_command, playbook_env, recap, run_playbook,
+                      unit_events, unit_props, unit, workers_of)
 
 
 def _site_play() -> dict:
@@ -58,14 +56,12 @@ def test_a_task_added_to_the_role_runs_on_a_converged_host(tmp_path):
     playbook.write_text(yaml.safe_dump([_site_play()], sort_keys=False))
 
     names = [w["name"] for w in workers_of(hostname)]
-    pids = {n: unit_props(hostname, worker_unit(n), "MainPID")["MainPID"] for n in names}
+    pids = {n: unit_props(hostname, unit(n), "MainPID")["MainPID"] for n in names}
     since = time.time() - 1
     log = tmp_path / "ansible-copy.log"
     with log.open("wb") as out:
-        proc = subprocess.run(
-            [str(pathlib.Path(sys.executable).parent / "ansible-playbook"), str(playbook),
-             "-i", str(molecule_inventory()), "--limit", hostname],
-            cwd=PROJECT, env=playbook_env(), stdout=out, stderr=subprocess.STDOUT, timeout=300, check=False)
+        proc = subprocess.run(playbook_command(None, "--limit", hostname, playbook=playbook),
+                              cwd=PROJECT, env=playbook_env(), stdout=out, stderr=subprocess.STDOUT, timeout=300, check=False)
     output = log.read_text()
     assert proc.returncode == 0, output[-4000:]
     section = output.split("TASK [celery_workers : Rotate the workers' logs (added by the trap test)]", 1)
@@ -75,9 +71,9 @@ def test_a_task_added_to_the_role_runs_on_a_converged_host(tmp_path):
     try:
         assert host.file(trap).is_file
         assert host.file(trap).mode == 0o644
-        after = {n: unit_props(hostname, worker_unit(n), "MainPID")["MainPID"] for n in names}
+        after = {n: unit_props(hostname, unit(n), "MainPID")["MainPID"] for n in names}
         assert after == pids
-        assert all(unit_events(hostname, worker_unit(n), since) == [] for n in names)
+        assert all(unit_events(hostname, unit(n), since) == [] for n in names)
 
         # The real role on the same host: nothing of its own to change.
         rc, output = run_playbook(tmp_path / "ansible-real.log", None, "--limit", hostname, timeout=300)
