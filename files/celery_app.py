@@ -63,13 +63,14 @@ def route_task(name, args, kwargs, options, task=None, **kw):  # pylint: disable
     return {"queue": qname, "exchange": qname, "routing_key": qname}
 
 
-def broker_use_ssl(environ=os.environ):
+def broker_use_ssl(environ=None):
     """TLS options of an ``amqps://`` broker connection (False for ``amqp://``).
 
     The certificate is always required and checked against the CA and the
     server name, unless CELERY_BROKER_TLS_VERIFY=0.  ``rpc://`` results
     travel over this same connection.
     """
+    environ = os.environ if environ is None else environ
     if not environ.get("CELERY_BROKER_URL", "").lower().startswith("amqps://"):
         return False
     options = {

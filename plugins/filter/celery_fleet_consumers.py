@@ -56,7 +56,7 @@ def celery_fleet_consumers(hostvars, hosts, default_workers):
         variables = hostvars[host]
         workers = variables["celery_workers"] if "celery_workers" in variables else default_workers
         overrides = variables["celery_workers_overrides"] if "celery_workers_overrides" in variables else {}
-        for _, w, _ in compose(workers, overrides if is_map(overrides) else {}):
+        for _index, w, _overridden in compose(workers, overrides if is_map(overrides) else {}):
             queues = (w.get("queues") if "queues" in w else [w.get("queue")]) if is_map(w) else []
             for queue in queues if is_list(queues) else []:
                 if isinstance(queue, str):

@@ -62,7 +62,7 @@ from ansible_collections.celery_fleet.celery.plugins.plugin_utils._workers impor
 def celery_fleet_workers(workers, overrides, cpus=None):
     """The host's workers, overrides applied; with cpus, sizes resolved to numbers."""
     out = []
-    for _, entry, _ in compose(workers, overrides):
+    for _index, entry, _overridden in compose(workers, overrides):
         worker = dict(entry)
         try:
             if cpus is not None and "concurrency" in worker:

@@ -34,7 +34,7 @@ HARDENING = [
 
 # Directives the units set (user, command, hardening): celery_workers_unit_extra must not loosen them.
 LOCKED_DIRECTIVES = (["User", "Group", "DynamicUser", "PermissionsStartOnly", "ExecStart", "Type", "EnvironmentFile", "ReadWritePaths", "SecureBits"]
-                     + [line.split("=")[0] for line in HARDENING])
+                     + [line.split("=", maxsplit=1)[0] for line in HARDENING])
 
 
 def hardening_lines(rw_path):

@@ -59,7 +59,7 @@ def load_env(path):
             line = line.strip()
             if not line or line.startswith(("#", ";")) or "=" not in line:
                 continue
-            key, _, value = line.partition("=")
+            key, _sep, value = line.partition("=")
             env[key.strip()] = "".join(shlex.split(value))
     return env
 
