@@ -256,7 +256,8 @@ def token_entries(prefix: str, since: float) -> dict[str, list[dict]]:
     """token -> journal entries of its completion (host, unit, pid, time), from every worker host."""
     found = collections.defaultdict(list)
     for h in WORKER_HOSTS:
-        for entry in journal(h, f"-u '{unit('*')}'", since=since, grep=f"token={prefix}"):
+        # The whole journal: a worker's unit may have been the 1.x one (upgrade), its identifier is the same.
+        for entry in journal(h, since=since, grep=f"token={prefix}"):
             match = TOKEN_RE.search(entry["MESSAGE"])
             if match:
                 found[match.group(1)].append(dict(entry, host=h))

@@ -55,6 +55,7 @@ _value:
   elements: str
 """
 
+import os
 import re
 
 from ansible_collections.celery_fleet.celery.plugins.plugin_utils import _rules as r
@@ -64,6 +65,10 @@ from ansible_collections.celery_fleet.celery.plugins.plugin_utils._workers impor
 MODULE_RE = r"^[A-Za-z_][A-Za-z0-9_.]*(:[A-Za-z_][A-Za-z0-9_.]*)?\Z"
 # Entry fields that are numbers of at least 1 (the spec types them as int).
 ENTRY_INT_FIELDS = ["max_tasks_per_child", "max_memory_per_child", "prefetch_multiplier", "time_limit", "soft_time_limit"]
+# pip options the role sets itself (index, wheelhouse, requirements file, constraints).
+RESERVED_PIP_RE = r"^(-[icrf]|--(index-url|no-index|find-links|requirement|constraint)(=|\Z))"
+# A requirement on celery in a requirements file (celery, celery==5.7.0, celery[redis]>=5 ...).
+CELERY_REQUIREMENT_RE = r"(?im)^\s*celery\s*(\[[^]]*\])?\s*(\Z|[=<>!~;\s\\])"
 # Worker options the role sets itself (or that would start a second beat): use the entry's fields.
 # A short option may follow -E (the only short flag without a value) in one word: -Ec5.
 RESERVED_ARGS_RE = r"^(-E*[nQcPlABDX]|--(hostname|queues|exclude-queues|concurrency|autoscale|pool|loglevel|app|beat|detach|uid|gid)(=|\Z))"
@@ -145,6 +150,35 @@ def _worker(errors, at, w):
             errors.append(f"{at_arg} '{r.show(arg)}' is set by the role; use the entry's fields (name, queues, concurrency, autoscale, pool, loglevel)")
 
 
+def _pip_sources(errors, v):
+    """Where the application and its packages come from (pip's index, a wheelhouse, a requirements file)."""
+    requirements, wheelhouse, index = v["celery_workers_requirements_src"], v["celery_workers_wheelhouse_src"], v["celery_workers_pip_index_url"]
+    if requirements:
+        if not os.path.isabs(requirements) or not os.path.isfile(requirements):
+            errors.append(f"celery_workers_requirements_src: '{r.show(requirements)}' must be the absolute path of a file on the controller")
+        else:
+            with open(requirements, encoding="utf-8", errors="replace") as handle:
+                if not re.search(CELERY_REQUIREMENT_RE, handle.read()):
+                    errors.append(f"celery_workers_requirements_src: {requirements} does not list celery: add "
+                                  f"celery=={r.show(v['celery_workers_celery_version'])} (celery_workers_celery_version), with its hash if the file has hashes")
+    if wheelhouse and (not os.path.isabs(wheelhouse) or not os.path.isdir(wheelhouse)):
+        errors.append(f"celery_workers_wheelhouse_src: '{r.show(wheelhouse)}' must be the absolute path of a directory of wheels on the controller")
+    if index and (r.has(r.CTRL, index) or not r.matches(r"^https?://[^/\s]+", index)):
+        errors.append("celery_workers_pip_index_url: must be an http:// or https:// URL without newlines, e.g. https://user:password@pypi.example.org/simple/")
+    for i, arg in enumerate(v["celery_workers_pip_extra_args"] or []):
+        at = f"celery_workers_pip_extra_args[{i}]"
+        if r.text(arg) == "" or r.has(r.CTRL, arg):
+            errors.append(f"{at}: must be a non-empty option without newlines or control characters")
+        elif r.has(r.CREDS_RE, arg):
+            errors.append(f"{at}: holds a URL with credentials, which would show in ps and -vvv output; use celery_workers_pip_index_url")
+        elif r.matches(RESERVED_PIP_RE, arg):
+            errors.append(f"{at}: '{r.show(arg)}' is set by the role; use celery_workers_pip_index_url, celery_workers_wheelhouse_src "
+                          "or celery_workers_requirements_src")
+    if not v["celery_workers_app_src"] and not (v["celery_workers_pip_packages"] or requirements):
+        errors.append(f"celery_workers_app_src: is empty, so the application ({r.show(v['celery_workers_app_module'])}) must come from pip: "
+                      "list its package in celery_workers_pip_packages or celery_workers_requirements_src")
+
+
 def _overrides(errors, overrides, workers):
     names = [w.get("name") for w in workers if r.is_map(w)]
     for name, fields in overrides.items():
@@ -193,6 +227,7 @@ def celery_fleet_workers_errors(variables, beat_hosts, consumers=None):
         errors.append(f"celery_workers_app_module: '{r.show(v['celery_workers_app_module'])}' is not a Python module[:attribute] name")
     r.releases(errors, v, ["celery_workers_celery_version"], "5.7.0")
     r.pip_packages(errors, "celery_workers_pip_packages", v["celery_workers_pip_packages"])
+    _pip_sources(errors, v)
     r.env(errors, "celery_workers_pip_environment", v["celery_workers_pip_environment"], pip=True)
     r.env(errors, "celery_workers_environment", v["celery_workers_environment"])
     _unit_extra(errors, v["celery_workers_unit_extra"] or [])
