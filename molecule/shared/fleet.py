@@ -506,8 +506,9 @@ class Stream:
 
     def summary(self, results: dict[str, dict], short_only: bool = True) -> dict:
         executed = wait_for_tokens(self.prefix, self.since, set(self.sent), timeout=60)
+        # (An application older than `started`, e.g. the released 1.0.0's, reports no start.)
         waits = sorted(results[t]["started"] - sent_at for t, (_, sent_at, _) in self.sent.items()
-                       if not short_only or t.startswith(f"{self.prefix}-s"))
+                       if (not short_only or t.startswith(f"{self.prefix}-s")) and "started" in results[t])
         return {"sent": len(self.sent), "done": len(results), "lost": len(set(self.sent) - set(results)),
                 "executed": sum(executed.values()), "duplicated": sum(n - 1 for n in executed.values()),
                 "max_wait": round(waits[-1], 2) if waits else None,
