@@ -1,21 +1,24 @@
-"""meta/argument_specs.yml and defaults/main.yml describe the same options.
+"""meta/argument_specs.yml is the one statement of each role's options.
 
-Also: the spec is a real Ansible argument spec (validated here with Ansible's
-own validator), the worker entry's fields are the same in the spec, the
-comment of defaults/main.yml, the preflight filter (plugins/filter/celery_fleet.py)
-and the templates that use them, and the secrets are marked no_log.
+* defaults/main.yml and the README's table of options are generated from it
+  by scripts/role-docs: `scripts/role-docs --check` finds nothing to change;
+* the spec is a real Ansible argument spec: every option has a type and a
+  description, and the defaults pass it (Ansible's own validator) with
+  values of the very type the role gets (role variables are not converted);
+* the worker entry's fields the templates, tasks and filters use are those
+  of the spec, and the secrets are marked no_log.
 """
 
-import pathlib
 import re
+import subprocess
+import sys
 
 import pytest
 import yaml
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
-from preflight_harness import FILTERS, celery_fleet
+from preflight_harness import FILTER_DIR, ROOT, role_defaults
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 ROLES = sorted(p.parent.parent for p in ROOT.glob("roles/*/meta/argument_specs.yml"))
 WORKERS = ROOT / "roles" / "celery_workers"
 
@@ -24,27 +27,35 @@ def _load(path):
     return yaml.safe_load(path.read_text()) or {}
 
 
+def _entry_points(role):
+    return _load(role / "meta" / "argument_specs.yml")["argument_specs"]
+
+
 def _spec(role):
-    return _load(role / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"]
+    return _entry_points(role)["main"]["options"]
+
+
+def _defaults(role):
+    return role_defaults(role.name)
 
 
 def test_roles_found():
     # An empty ROLES would turn every parametrized test below into a skip.
-    assert WORKERS in ROLES
+    assert WORKERS in ROLES and len(ROLES) >= 2
 
 
-@pytest.mark.parametrize("role", ROLES, ids=[r.name for r in ROLES])
-def test_spec_and_defaults_declare_the_same_options(role):
-    spec = _spec(role)
-    defaults = _load(role / "defaults" / "main.yml")
-    assert sorted(spec) == sorted(defaults)
+def test_role_docs_are_generated_from_the_specs():
+    """defaults/main.yml and the README tables say what the specs say (scripts/role-docs writes them)."""
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "role-docs"), "--check"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, f"scripts/role-docs --check: {proc.stdout}{proc.stderr}"
 
 
 @pytest.mark.parametrize("role", ROLES, ids=[r.name for r in ROLES])
 def test_public_names_carry_the_role_prefix(role):
-    defaults = _load(role / "defaults" / "main.yml")
-    for name in defaults:
-        assert name == role.name or name.startswith(role.name + "_"), name
+    for entry_point in _entry_points(role).values():
+        for name in entry_point.get("options", {}):
+            assert name == role.name or name.startswith(role.name + "_"), name
 
 
 @pytest.mark.parametrize("role", ROLES, ids=[r.name for r in ROLES])
@@ -59,27 +70,18 @@ def test_every_option_has_a_type_and_description(role):
                 assert "elements" in opt, f"{where}{name}: a list needs elements"
             walk(opt.get("options", {}), f"{where}{name}.")
 
-    walk(_spec(role), "")
-
-
-@pytest.mark.parametrize("role", ROLES, ids=[r.name for r in ROLES])
-def test_every_default_has_a_comment_above_it(role):
-    lines = (role / "defaults" / "main.yml").read_text().splitlines()
-    for i, line in enumerate(lines):
-        if re.match(r"^[a-z_]+:", line):
-            assert i > 0 and lines[i - 1].startswith("#"), f"{line.split(':')[0]} has no comment above it"
+    for entry_point, spec in _entry_points(role).items():
+        assert spec.get("short_description"), entry_point
+        walk(spec.get("options", {}), f"{entry_point}: ")
 
 
 @pytest.mark.parametrize("role", ROLES, ids=[r.name for r in ROLES])
 def test_defaults_values_match_the_spec_types(role):
+    """The role gets the defaults as they are (role variables are not converted): each of the spec's very type."""
     spec = _spec(role)
-    defaults = _load(role / "defaults" / "main.yml")
     types = {"str": str, "int": int, "bool": bool, "list": list, "dict": dict, "path": str}
-    for name, value in defaults.items():
+    for name, value in _defaults(role).items():
         expected = types[spec[name]["type"]]
-        if isinstance(value, str) and value.startswith("{{") and value.endswith("}}"):
-            # A default taken from another role's variable, templated when used.
-            continue
         assert isinstance(value, expected), f"{name}: {value!r} is not {spec[name]['type']}"
         # bool is an int to Python, not to the role.
         assert expected is bool or not isinstance(value, bool), f"{name}: {value!r} is a bool, not {spec[name]['type']}"
@@ -94,12 +96,9 @@ def _validate(role, variables):
 
 @pytest.mark.parametrize("role", ROLES, ids=[r.name for r in ROLES])
 def test_defaults_pass_the_spec(role):
-    defaults = _load(role / "defaults" / "main.yml")
+    defaults = _defaults(role)
     # Required options may be empty in defaults (preflight asks for them); give them a value.
     for name, opt in _spec(role).items():
-        value = defaults.get(name)
-        if opt["type"] != "str" and isinstance(value, str) and value.startswith("{{"):
-            del defaults[name]  # templated when used (see test_defaults_values_match_the_spec_types)
         if opt.get("required") and not defaults.get(name):
             defaults[name] = "/x" if opt["type"] == "path" else "amqp://u:p@h/v"
     assert _validate(role, defaults) == []
@@ -123,36 +122,36 @@ def _entry_options():
     return _spec(WORKERS)["celery_workers"]["options"]
 
 
-def test_entry_fields_documented_in_defaults():
-    text = (WORKERS / "defaults" / "main.yml").read_text()
-    block = text.split("# Keys of an entry", 1)[1].split("# A full example", 1)[0]
-    documented = re.findall(r"^#   ([a-z_]+):", block, re.M)
-    assert sorted(documented) == sorted(_entry_options())
-
-
-def test_entry_fields_known_to_preflight():
-    assert sorted(celery_fleet().ENTRY_KEYS) == sorted(_entry_options())
-
-
-def test_templates_use_only_declared_entry_fields():
+def test_templates_tasks_and_filters_use_only_declared_entry_fields():
+    """Where a worker entry is read (w, item, entry), only fields the spec declares."""
     used = set()
-    for path in [WORKERS / "templates/celery-worker.service.j2", WORKERS / "templates/worker.env.j2", FILTERS,
-                 WORKERS / "tasks/health.yml", WORKERS / "tasks/configure.yml"]:
+    jinja = [WORKERS / "templates" / "worker.conf", WORKERS / "templates" / "worker.env.j2",
+             WORKERS / "tasks" / "configure.yml", WORKERS / "tasks" / "health.yml"]
+    python = [FILTER_DIR / f"{name}.py" for name in ("celery_fleet_workers_errors", "celery_fleet_host_plan", "celery_fleet_consumers")]
+    python.append(ROOT / "plugins" / "plugin_utils" / "_workers.py")
+    for path in jinja:
         text = path.read_text()
-        used |= set(re.findall(r"(?:\bw|\bitem|__celery_workers_w)\.([a-z_]+)", text))
-        used |= set(re.findall(r"\bw\[['\"]([a-z_]+)['\"]\]", text))
-    assert used, "no entry field found: the pattern is broken"
-    assert used - {"items", "get"} <= set(_entry_options()), used - set(_entry_options())
+        used |= set(re.findall(r"\b(?:w|item)\.([a-z_]+)\b", text))
+        used |= set(re.findall(r"\bselectattr\('([a-z_]+)'", text))
+    for path in python:
+        text = path.read_text()
+        used |= set(re.findall(r"\b(?:w|entry)(?:\.get\(|\[)['\"]([a-z_]+)['\"]", text))
+        used |= set(re.findall(r"['\"]([a-z_]+)['\"] in (?:w|entry)\b", text))
+    assert {"name", "queues", "queue", "autoscale", "env", "extra_args", "time_limit", "pool"} <= used, "the patterns no longer find the fields"
+    assert used <= set(_entry_options()), used - set(_entry_options())
 
 
 def test_secrets_are_no_log():
     spec = _spec(WORKERS)
-    for name in ["celery_workers_broker_url", "celery_workers_result_backend", "celery_workers_environment", "celery_workers_pip_environment"]:
+    for name in ["celery_workers_broker_url", "celery_workers_broker_tls", "celery_workers_result_backend",
+                 "celery_workers_environment", "celery_workers_pip_environment"]:
         assert spec[name].get("no_log") is True, name
     assert _entry_options()["env"].get("no_log") is True
+    assert spec["celery_workers_broker_tls"]["options"]["key_content"].get("no_log") is True
 
 
-def test_loglevel_choices_agree():
+def test_loglevel_and_pool_choices_agree():
+    """The spec states the same choices in several options."""
     spec = _spec(WORKERS)
     choices = spec["celery_workers_loglevel"]["choices"]
     assert spec["celery_workers_beat_loglevel"]["choices"] == choices

@@ -3,8 +3,13 @@ empty collections path, used by FQCN from a directory that knows nothing of
 the checkout.
 
 * scripts/collection build makes the tarball; its size is bounded and it
-  holds the roles, the filter plugin, meta/runtime.yml and the changelog,
-  and none of the lab, bench, molecule, tests or docs.
+  holds the roles, every filter plugin and plugin util, meta/runtime.yml and
+  the changelog, and none of the lab, bench, molecule, tests or docs.
+* Each filter is documented: `ansible-doc -t filter -l` lists none
+  UNDOCUMENTED, and `ansible-doc -t filter` shows each one (from the
+  installed collection).
+* No Python file of the collection (plugins/, roles/*/files/, files/) is
+  over 400 lines.
 * ansible-galaxy installs it (offline) into a temporary collections path.
 * A playbook that names only celery_fleet.celery.celery_workers and
   celery_fleet.celery.celery_flower runs, in check mode and limited to the
@@ -28,10 +33,11 @@ import tarfile
 import pytest
 import yaml
 
-from preflight_harness import ANSIBLE_PLAYBOOK, ROOT, results_by_host
+from preflight_harness import ANSIBLE_PLAYBOOK, FILTER_DIR, LOCAL, ROOT, results_by_host
 
 GALAXY = ANSIBLE_PLAYBOOK.parent / "ansible-galaxy"
-LOCAL = {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"}
+ANSIBLE_DOC = ANSIBLE_PLAYBOOK.parent / "ansible-doc"
+MAX_PYTHON_LINES = 400
 BROKER = "amqp://celery:secret@mq.example.org:5672/celery"
 MAX_TARBALL_BYTES = 150_000
 
@@ -63,9 +69,12 @@ def test_tarball_holds_the_roles_and_nothing_of_the_lab(tarball):
     assert tarball.stat().st_size < MAX_TARBALL_BYTES
     with tarfile.open(tarball) as tar:
         names = tar.getnames()
-    for wanted in ["MANIFEST.json", "meta/runtime.yml", "plugins/filter/celery_fleet.py", "CHANGELOG.md",
-                   "changelogs/changelog.yaml", "roles/celery_workers/tasks/main.yml",
-                   "roles/celery_workers/meta/argument_specs.yml", "roles/celery_flower/tasks/main.yml", "README.md"]:
+    plugins = [str(p.relative_to(ROOT)) for p in sorted((ROOT / "plugins").glob("*/*.py"))]
+    assert len(plugins) > 10, plugins
+    for wanted in ["MANIFEST.json", "meta/runtime.yml", "CHANGELOG.md", "changelogs/changelog.yaml",
+                   "roles/celery_workers/tasks/main.yml", "roles/celery_workers/meta/argument_specs.yml",
+                   "roles/celery_workers/files/celery_workers_check.py", "roles/celery_flower/tasks/main.yml", "README.md",
+                   *plugins]:
         assert wanted in names, wanted
     for unwanted in ["lab", "bench", "molecule", "tests", "docs", "scripts", "inventory", "collections", ".lab", ".venv", "ansible.cfg"]:
         assert not any(n == unwanted or n.startswith(unwanted + "/") for n in names), unwanted
@@ -130,3 +139,38 @@ def test_control_without_the_collection_the_roles_are_not_found(tmp_path):
     assert proc.returncode != 0
     assert "celery_fleet.celery.celery_workers" in proc.stdout + proc.stderr
     assert "was not found" in proc.stdout + proc.stderr
+
+
+def _ansible_doc(collections_path, *args, check=False):
+    """ansible-doc seeing only the installed collection (nothing of the checkout's configuration)."""
+    (collections_path / "ansible.cfg").write_text("[defaults]\n")
+    env = {"PATH": f"{ANSIBLE_PLAYBOOK.parent}:/usr/bin:/bin", "HOME": str(collections_path), "ANSIBLE_NOCOLOR": "1",
+           "ANSIBLE_CONFIG": str(collections_path / "ansible.cfg"), "ANSIBLE_COLLECTIONS_PATH": str(collections_path)}
+    return subprocess.run([str(ANSIBLE_DOC), *args], env=env, cwd=collections_path, capture_output=True, text=True,
+                          timeout=120, check=check)
+
+
+def test_every_filter_is_documented(installed):
+    names = sorted(f"celery_fleet.celery.{path.stem}" for path in FILTER_DIR.glob("*.py"))
+    listed = _ansible_doc(installed, "-t", "filter", "-l", "celery_fleet.celery")
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    assert "UNDOCUMENTED" not in listed.stdout, listed.stdout
+    assert sorted(line.split()[0] for line in listed.stdout.splitlines() if line.strip()) == names
+    # Each filter's page, in one call (ansible-doc shows several plugins at once).
+    shown = _ansible_doc(installed, "-t", "filter", *names)
+    assert shown.returncode == 0 and "ERROR" not in shown.stdout + shown.stderr, shown.stdout[-2000:] + shown.stderr
+    for name in names:
+        short = name.rsplit(".", 1)[1]
+        assert f"> FILTER {name} ({installed}/ansible_collections/celery_fleet/celery/plugins/filter/{short}.py)" in shown.stdout, name
+    docs = json.loads(_ansible_doc(installed, "-t", "filter", "--json", *names, check=True).stdout)
+    assert sorted(docs) == names
+    for name, doc in docs.items():
+        assert doc["doc"]["name"] == name.rsplit(".", 1)[1] and doc["doc"].get("short_description"), name
+        assert doc["examples"] and doc["return"], name
+
+
+def test_no_python_file_of_the_collection_is_over_400_lines():
+    files = [*ROOT.glob("plugins/**/*.py"), *ROOT.glob("roles/*/files/**/*.py"), *ROOT.glob("files/**/*.py")]
+    assert len(files) > 10, files
+    long = {str(path.relative_to(ROOT)): n for path in files if (n := len(path.read_text().splitlines())) > MAX_PYTHON_LINES}
+    assert not long, f"over {MAX_PYTHON_LINES} lines: {long}"

@@ -28,10 +28,9 @@ import string
 import subprocess
 
 import pytest
-import yaml
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
-from preflight_harness import ROOT, filters, plugin_util, spec_options
+from preflight_harness import filters, plugin_util, role_defaults, spec_options
 
 F = filters()
 SYSTEMD = plugin_util("_systemd")
@@ -138,42 +137,13 @@ def test_beat_on_more_than_one_host():
 
 def _workers_vars(**overrides):
     """The role's defaults (so this stays in step with them), a broker URL, the overrides."""
-    defaults = yaml.safe_load((ROOT / "roles" / "celery_workers" / "defaults" / "main.yml").read_text())
-    return {**defaults, "celery_workers_broker_url": "amqp://u:p@mq/v", **overrides}
+    return {**role_defaults("celery_workers"), "celery_workers_broker_url": "amqp://u:p@mq/v", **overrides}
 
 
 def _flower_vars(**overrides):
-    return {
-        "celery_flower_allow_unauthenticated": False,
-        "celery_flower_public_endpoints": False,
-        "celery_flower_persistent": False,
-        "celery_flower_install_os_packages": True,
-        "celery_flower_address": "127.0.0.1",
-        "celery_flower_port": 5555,
-        "celery_flower_basic_auth": [{"user": "ops", "password": "secret-password"}],
-        "celery_flower_broker_url": "amqp://u:p@mq/v",
-        "celery_flower_broker_tls": {},
-        "celery_flower_broker_api": "",
-        "celery_flower_max_tasks": 10000,
-        "celery_flower_restart_sec": 5,
-        "celery_flower_health_timeout": 60,
-        "celery_flower_state_save_interval": 0,
-        "celery_flower_purge_offline_workers": 0,
-        "celery_flower_url_prefix": "",
-        "celery_flower_loglevel": "info",
-        "celery_flower_environment": {},
-        "celery_flower_version": "2.0.1",
-        "celery_flower_celery_version": "5.5.3",
-        "celery_flower_pip_packages": [],
-        "celery_flower_pip_environment": {},
-        "celery_flower_user": "celery",
-        "celery_flower_group": "celery",
-        "celery_flower_base_dir": "/opt/celery-flower",
-        "celery_flower_config_dir": "/etc/celery-flower",
-        "celery_flower_state_dir": "/var/lib/celery-flower",
-        "celery_flower_python": "/usr/bin/python3",
-        **overrides,
-    }
+    """The role's defaults (those taken from celery_workers_* as that role's defaults give them), a user."""
+    return {**role_defaults("celery_flower"), "celery_flower_broker_url": "amqp://u:p@mq/v",
+            "celery_flower_basic_auth": [{"user": "ops", "password": "secret-password"}], **overrides}
 
 
 # --- Sizing: relative sizes, overrides, memory fit, queue coverage
@@ -220,10 +190,53 @@ def test_overrides_change_only_the_named_worker_and_can_leave_one_out():
 
 
 def test_override_errors_name_the_override_and_the_composed_entry():
-    errors = F["celery_fleet_workers_errors"](_workers_vars(celery_workers_overrides={"default": {"pool": "forking"}, "ghost": {}}), [])
+    errors = F["celery_fleet_workers_errors"](_workers_vars(celery_workers_overrides={"default": {"concurrency": 0}, "ghost": {}}), [])
     assert errors == ["celery_workers_overrides.ghost: no worker named 'ghost' in celery_workers (names: default)",
-                      "celery_workers[0] (name 'default', with celery_workers_overrides): field pool 'forking' is not one of "
-                      "prefork, threads, solo, eventlet, gevent"]
+                      "celery_workers[0] (name 'default', with celery_workers_overrides): field concurrency must be a positive integer "
+                      "or {per_cpu: N, min: A, max: B}, got '0'"]
+
+
+ENTRY_SPEC = spec_options("celery_workers")["celery_workers"]
+
+
+def _entries_errors(workers, overrides):
+    """What the preflight task "Check the host's workers against the argument spec" reports."""
+    checked = F["celery_fleet_workers_argspec"](workers, overrides, ENTRY_SPEC)
+    assert set(checked["argument_spec"]) == set(checked["provided_arguments"])
+    return [str(e) for e in ArgumentSpecValidator(checked["argument_spec"]).validate(checked["provided_arguments"]).errors]
+
+
+def test_each_entry_is_checked_against_the_spec_with_its_overrides():
+    fleet = [{"name": "default", "queues": ["default"]}, {"name": "r", "queue": "reports"}, {"name": "gone", "queue": "g"}]
+    checked = F["celery_fleet_workers_argspec"](fleet, {"r": {"loglevel": "info"}, "gone": {"present": False}}, ENTRY_SPEC)
+    assert list(checked["provided_arguments"]) == ["celery_workers[0] (name 'default')",
+                                                   "celery_workers[1] (name 'r', with celery_workers_overrides)"]
+    assert checked["provided_arguments"]["celery_workers[1] (name 'r', with celery_workers_overrides)"] == {
+        "name": "r", "queue": "reports", "loglevel": "info"}
+    assert all(spec["type"] == "dict" and set(spec["options"]) == set(ENTRY_SPEC["options"]) for spec in checked["argument_spec"].values())
+    assert _entries_errors(fleet, {"r": {"loglevel": "info"}}) == []
+    # A bad field from an override: the message names the entry, the worker and the field.
+    for override, fragment, python_too in [
+            ({"pool": "forking"}, "value of pool must be one of", False), ({"colour": "red"}, "colour", False),
+            ({"queues": ["x"]}, "mutually exclusive: queues|queue", False),
+            ({"autoscale": {"max": 2}}, "missing required arguments: min", False),
+            ({"time_limit": "long"}, "time_limit", True)]:  # also not a positive integer, a rule of the Python code
+        (error,) = _entries_errors(fleet, {"r": override})
+        assert "celery_workers[1] (name 'r', with celery_workers_overrides)" in error and fragment in error, error
+        # Types, choices, unknown keys and exclusions are the spec's alone: the Python rules do not repeat them.
+        python = F["celery_fleet_workers_errors"](_workers_vars(celery_workers=fleet, celery_workers_overrides={"r": override}), [])
+        assert bool(python) == python_too, python
+
+
+def test_unit_states_of_systemctl_show():
+    shown = ("Id=celery-worker@a.service\nActiveState=active\nUnitFileState=enabled\n\n"
+             "Id=celery-beat.service\nActiveState=inactive\nUnitFileState=\n")
+    assert F["systemd_unit_states"](shown) == {
+        "celery-worker@a.service": {"Id": "celery-worker@a.service", "ActiveState": "active", "UnitFileState": "enabled"},
+        "celery-beat.service": {"Id": "celery-beat.service", "ActiveState": "inactive", "UnitFileState": ""}}
+    assert F["systemd_unit_states"]("") == {}
+    with pytest.raises(Exception, match="without Id="):
+        F["systemd_unit_states"]("ActiveState=active\n")
 
 
 def test_a_plan_that_fits_and_one_that_does_not():

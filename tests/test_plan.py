@@ -17,9 +17,9 @@ import subprocess
 
 import yaml
 
-from preflight_harness import ANSIBLE_PLAYBOOK, ROOT, ansible_env, results_by_host
+from preflight_harness import ANSIBLE_PLAYBOOK, LOCAL, ROOT, ansible_env, filters, results_by_host
 
-LOCAL = {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"}
+F = filters()
 FLEET = [
     {"name": "default", "queues": ["default"], "concurrency": {"per_cpu": 2, "min": 2, "max": 16}},
     {"name": "other", "queue": "other", "concurrency": 1},
@@ -89,21 +89,19 @@ PRODUCTION_HOSTS = {"worker-small.example.org": (2, 3915), "worker-a.example.org
 
 def production_plan_lines() -> list[str]:
     """The plan of inventory/production as playbooks/plan.yml would print it on hosts of these sizes."""
-    from preflight_harness import celery_fleet  # pylint: disable=import-outside-toplevel
-    cf = celery_fleet()
     defaults = yaml.safe_load((ROOT / "roles" / "celery_workers" / "defaults" / "main.yml").read_text())
     fleet = {**defaults, **yaml.safe_load((PRODUCTION / "group_vars" / "celery_workers.yml").read_text())}
     hostvars = {}
     for host, (cpus, memory) in PRODUCTION_HOSTS.items():
         path = PRODUCTION / "host_vars" / f"{host}.yml"
         variables = {**fleet, **(yaml.safe_load(path.read_text()) if path.exists() else {})}
-        workers = cf.celery_fleet_workers(variables["celery_workers"], variables["celery_workers_overrides"], cpus)
-        plan = cf.celery_fleet_host_plan(workers, cpus, memory, {
+        workers = F["celery_fleet_workers"](variables["celery_workers"], variables["celery_workers_overrides"], cpus)
+        plan = F["celery_fleet_host_plan"](workers, cpus, memory, {
             "pool": variables["celery_workers_pool"], "concurrency": variables["celery_workers_concurrency"],
             "process_memory_mb": variables["celery_workers_process_memory_mb"],
             "memory_reserve_mb": variables["celery_workers_memory_reserve_mb"]})
         hostvars[host] = {**variables, "__celery_workers_plan": plan}
-    return hostvars, cf.celery_fleet_plan_table(list(PRODUCTION_HOSTS), hostvars)
+    return hostvars, F["celery_fleet_plan_table"](list(PRODUCTION_HOSTS), hostvars)
 
 
 def test_production_inventory_lists_the_hosts_of_the_plan():
@@ -112,11 +110,10 @@ def test_production_inventory_lists_the_hosts_of_the_plan():
 
 
 def test_production_fleet_fits_and_covers_every_required_queue():
-    from preflight_harness import celery_fleet  # pylint: disable=import-outside-toplevel
     hostvars, lines = production_plan_lines()
     assert all(v["__celery_workers_plan"]["fits"] and not v["__celery_workers_plan"]["errors"] for v in hostvars.values()), lines
     required = hostvars["worker-a.example.org"]["celery_workers_required_queues"]
-    consumers = celery_fleet().celery_fleet_consumers(hostvars, list(hostvars), [])
+    consumers = F["celery_fleet_consumers"](hostvars, list(hostvars), [])
     assert set(required) <= set(consumers), consumers
     # The small host left reports out; the others still consume it.
     assert consumers["reports"] == ["worker-a.example.org", "worker-b.example.org"]

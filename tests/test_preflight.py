@@ -51,7 +51,7 @@ PREFLIGHT = RolePreflight("celery_workers", [
     "Work out what the workers need on this host",
     "Assert the workers fit in the host's memory",
     WARN_TASK,
-], optional=(WARN_TASK,))
+], optional=(WARN_TASK,), spec_checks=("Check the host's workers against the argument spec",))
 
 # Where a case is refused.
 SPEC = PREFLIGHT.spec_task
@@ -134,7 +134,8 @@ BAD = [
     Case("queue_with_percent", worker(queues=["a%n"]), [at("w"), "field queues: 'a%n' is not a safe queue name"]),
     Case("queue_twice", worker(queues=["a", "a"]), [at("w"), "field queues lists a queue twice"]),
     Case("queue_and_queues", worker(queue="q"), ["parameters are mutually exclusive: queues|queue found in celery_workers"], by=SPEC),
-    Case("queues_is_a_string", worker(queues="a,b"), [at("w"), "field queues must be a non-empty list"]),
+    # Ansible's check splits a string at its commas, the role would get the string.
+    Case("queues_is_a_string", worker(queues="a,b"), [at("w"), "field queues: must be a list, got str 'a,b'"]),
     # --- numbers
     Case("concurrency_string", worker(concurrency="four"), [at("w"), "field concurrency must be a positive integer or {per_cpu: N, min: A, max: B}, got 'four'"]),
     Case("concurrency_zero", worker(concurrency=0), [at("w"), "field concurrency must be a positive integer or {per_cpu: N, min: A, max: B}, got '0'"]),
@@ -219,7 +220,7 @@ BAD = [
     Case("unknown_autoscale_key", worker(autoscale={"max": 4, "min": 1, "step": 1}), ["celery_workers.autoscale.step"], by=SPEC),
     Case("unknown_loglevel", worker(loglevel="verbose"), ["value of loglevel must be one of", "got: verbose found in celery_workers"], by=SPEC),
     Case("unknown_pool", worker(pool="forking"), ["value of pool must be one of", "got: forking found in celery_workers"], by=SPEC),
-    Case("loglevel_newline", worker(loglevel="info\nUser=root"), ["value of loglevel must be one of"], by=SPEC),
+    Case("loglevel_newline", worker(loglevel="info\nUser=root"), ["value of loglevel must be one of", "found in celery_workers"], by=SPEC),
     Case("global_loglevel_unknown", {"celery_workers_loglevel": "loud"}, ["value of celery_workers_loglevel must be one of"], by=SPEC),
     Case("global_concurrency_zero", {"celery_workers_concurrency": 0}, ["celery_workers_concurrency: must be a positive integer, got '0'"]),
     Case("global_stop_timeout_zero", {"celery_workers_stop_timeout": 0}, ["celery_workers_stop_timeout: must be a positive integer, got '0'"]),
@@ -242,7 +243,7 @@ BAD = [
     Case("global_env_bad_key", {"celery_workers_environment": {"1FOO": "a"}}, ["celery_workers_environment: key '1FOO' is not a valid"]),
     Case("extra_args_newline_unit_injection", worker(extra_args=["--without-gossip\nExecStartPre=/bin/sh -c id"]),
          [at("w"), "field extra_args[0] must be a non-empty string without newlines"]),
-    Case("extra_args_string", worker(extra_args="--without-gossip"), [at("w"), "field extra_args must be a list"]),
+    Case("extra_args_string", worker(extra_args="--without-gossip"), [at("w"), "field extra_args: must be a list, got str '--without-gossip'"]),
     Case("extra_args_credentials", worker(extra_args=["--without-gossip", f"--broker=amqp://u:{CANARY}@mq/v"]),
          [at("w"), "field extra_args[1] holds a URL with credentials"]),
     Case("extra_args_overrides_queues", worker(extra_args=["-Q", "other"]), [at("w"), "field extra_args[0] '-Q' is set by the role"]),
@@ -277,8 +278,9 @@ BAD = [
     Case("tls_files_with_plain_url", tls("amqp", ca_content=PEM_CERT, server_name="mq.example.org"),
          ["celery_workers_broker_tls: ca_content, server_name given but the broker URL is not amqps://"]),
     Case("tls_server_name_bad", tls(server_name="mq example"), ["celery_workers_broker_tls.server_name: 'mq example' is not a host name"]),
-    Case("tls_unknown_key", tls(cafile="/etc/ssl/ca.pem"), ["celery_workers_broker_tls", "cafile"], by=SPEC),
-    Case("tls_not_a_mapping", {"celery_workers_broker_tls": "/etc/ssl/ca.pem"}, ["celery_workers_broker_tls"], by=SPEC),
+    Case("tls_unknown_key", tls(cafile="/etc/ssl/ca.pem"), ["celery_workers_broker_tls.cafile. Supported parameters include: ca_content, ca_src"], by=SPEC),
+    Case("tls_not_a_mapping", {"celery_workers_broker_tls": "/etc/ssl/ca.pem"},
+         ["argument 'celery_workers_broker_tls' is of type str and we were unable to convert to dict"], by=SPEC),
     # --- accounts and paths
     Case("user_root", {"celery_workers_user": "root"}, ["celery_workers_user: workers must not run as root"]),
     Case("group_root", {"celery_workers_group": "root"}, ["celery_workers_group: workers must not run as root"]),
@@ -313,6 +315,28 @@ BAD = [
          ["celery_workers_pip_environment.PIP_INDEX_URL: holds a URL with credentials"]),
     Case("pip_package_is_an_option", {"celery_workers_pip_packages": ["--index-url=http://evil.example/simple"]},
          ["celery_workers_pip_packages[0]: '--index-url=http://evil.example/simple' must be a requirement specifier"]),
+    Case("pip_packages_string", {"celery_workers_pip_packages": "redis==5.2.1"}, ["celery_workers_pip_packages: must be a list, got str"]),
+    Case("unit_extra_string", {"celery_workers_unit_extra": "MemoryMax=1G"}, ["celery_workers_unit_extra: must be a list, got str"]),
+    # --- the application's packages (README "Your own project")
+    Case("requirements_missing", {"celery_workers_requirements_src": "/nonexistent/requirements.txt"},
+         ["celery_workers_requirements_src: '/nonexistent/requirements.txt' must be the absolute path of a file on the controller"]),
+    Case("requirements_relative", {"celery_workers_requirements_src": "requirements.txt"},
+         ["celery_workers_requirements_src: 'requirements.txt' must be the absolute path of a file"]),
+    Case("requirements_without_celery", {"celery_workers_requirements_src": str(ROOT / "examples" / "django_project" / "pyproject.toml")},
+         ["does not list celery: add celery==5.7.0 (celery_workers_celery_version)"]),
+    Case("index_url_not_http", {"celery_workers_pip_index_url": f"ftp://u:{CANARY}@pypi.example.org/simple/"},
+         ["celery_workers_pip_index_url: must be an http:// or https:// URL"]),
+    Case("index_url_newline", {"celery_workers_pip_index_url": f"https://u:{CANARY}@pypi.example.org/simple/\nX"},
+         ["celery_workers_pip_index_url: must be an http:// or https:// URL without newlines"]),
+    Case("pip_extra_args_sets_the_index", {"celery_workers_pip_extra_args": ["--index-url=https://pypi.example.org/simple/"]},
+         ["celery_workers_pip_extra_args[0]: '--index-url=https://pypi.example.org/simple/' is set by the role"]),
+    Case("pip_extra_args_no_index", {"celery_workers_pip_extra_args": ["--no-index"]}, ["celery_workers_pip_extra_args[0]: '--no-index' is set by the role"]),
+    Case("pip_extra_args_credentials", {"celery_workers_pip_extra_args": [f"--extra-index-url=https://u:{CANARY}@pypi.example.org/simple/"]},
+         ["celery_workers_pip_extra_args[0]: holds a URL with credentials"]),
+    Case("wheelhouse_missing", {"celery_workers_wheelhouse_src": "/nonexistent/wheels"},
+         ["celery_workers_wheelhouse_src: '/nonexistent/wheels' must be the absolute path of a directory of wheels on the controller"]),
+    Case("app_src_empty_without_a_package", {"celery_workers_app_src": ""},
+         ["celery_workers_app_src: is empty, so the application (celery_app) must come from pip"]),
     Case("beat_on_two_hosts", {"celery_workers_beat_enabled": True}, ["celery_workers_beat_enabled: true on 2 hosts of this play", "enable beat on one host only"],
          copies=2),
 ]
@@ -356,6 +380,16 @@ GOOD = {
     "tls_ca_file_on_the_controller": tls(ca_src=PEM_SRC),
     "tls_unverified_acknowledged": tls(verify=False, unverified_ok=True),
     "empty_list": {"celery_workers": []},
+    # README "Your own project": the Django example as a package with its requirements.
+    "project_as_a_package": {
+        "celery_workers_app_src": "",
+        "celery_workers_app_module": "shopsite",
+        "celery_workers_pip_packages": ["shopsite==1.0.0"],
+        "celery_workers_requirements_src": str(ROOT / "examples" / "django_project" / "requirements.txt"),
+        "celery_workers_pip_index_url": f"https://shop:{CANARY}@pypi.example.org/simple/",
+        "celery_workers_pip_extra_args": ["--extra-index-url=https://pypi.org/simple"],
+        "celery_workers_wheelhouse_src": str(ROOT / "examples" / "django_project"),
+    },
     "readme_example": _readme_example(),
     "molecule_worker2": yaml.safe_load((ROOT / "molecule/default/inventory/host_vars/mol-worker2.yml").read_text()),
     "overrides": {"celery_workers": [W0, {"name": "r", "queue": "reports", "autoscale": {"max": 4, "min": 1}}],

@@ -3,12 +3,14 @@
 One ansible-playbook run on this machine (`ansible_connection: local`, one
 inventory host per case) includes the role's preflight with `public: true`
 (so every case is valid input, and the role's defaults and vars apply as in
-a real run, with the host's workers composed and sized), then renders with
-`ansible.builtin.template`, as tasks/configure.yml does, into a temporary
-directory: the template unit celery-worker@.service, celery-workers.target,
-each worker's drop-in celery-worker@NAME.service.d/worker.conf (dest a
-directory, as the role gives it), worker.env.j2 for the workers with env,
-celery.env.j2 and the beat unit. Nothing else on this machine is touched.
+a real run, with the host's workers composed and sized), then runs the
+role's own template tasks (tasks/install.yml, configure.yml, beat.yml: the
+same src, dest, loop and when), each dest under a temporary directory: the
+template unit celery-worker@.service, celery-workers.target, each worker's
+drop-in celery-worker@NAME.service.d/worker.conf (dest a directory, which
+the template task creates), worker-NAME.env for the workers with env,
+celery.env, pip.conf with a private index and the beat unit where beat is
+enabled. Nothing else on this machine is touched.
 
 The tests then parse the files as systemd does (systemd_syntax.py): an
 instance's unit is the template with its drop-in added, its command line
@@ -20,6 +22,7 @@ argument or value, not as a string that merely looks right.
 
 from __future__ import annotations
 
+import configparser
 import os
 import pathlib
 import re
@@ -109,6 +112,7 @@ CASES = {
         "celery_workers_beat_enabled": True,
         "celery_workers_beat_loglevel": "debug",
         "celery_workers_restart_sec": 11,
+        "celery_workers_pip_index_url": f"https://ci:{CANARY}-pip%40x@pypi.example.org/simple/",
         "celery_workers": [{"name": "solo", "queue": "s", "pool": "solo", "concurrency": 1}],
     },
     # A fleet-wide list changed for this host: the units get the host's workers, sizes resolved.
@@ -138,6 +142,9 @@ HOST_WORKERS = {"overrides": [{"name": "a", "queues": ["a"], "concurrency": min(
                               {"name": "c", "queue": "c", "autoscale": {"max": 2 * CPUS, "min": 1}}]}
 
 DEFAULTS = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+ENTRY_OPTIONS = spec_options("celery_workers")["celery_workers"]["options"]
+# The entry's numbers, each an option --name-with-dashes=N of celery worker.
+INT_FIELDS = [field for field, opt in ENTRY_OPTIONS.items() if opt["type"] == "int"]
 
 
 def settings(case: str) -> dict:
@@ -158,14 +165,41 @@ def broker_url(case: str) -> str:
 # The run
 # ---------------------------------------------------------------------------
 
-def _template(src: str, dest: str, **task) -> dict:
-    return {"ansible.builtin.template": {"src": src, "dest": dest, "mode": "0644"}, **task}
+# The role's own tasks that write these files (tasks/configure.yml, beat.yml, install.yml).
+TASK_FILES = ["install.yml", "configure.yml", "beat.yml"]
+
+
+def _registered(names: list[str]) -> set[str]:
+    return {task["register"] for name in names for task in yaml.safe_load((ROLE / "tasks" / name).read_text()) if "register" in task}
+
+
+def role_template_tasks() -> list[dict]:
+    """The role's template tasks that write a file (not the check-mode previews), as they are."""
+    tasks = [task for name in TASK_FILES for task in yaml.safe_load((ROLE / "tasks" / name).read_text())
+             if "ansible.builtin.template" in task and task.get("check_mode") is not True]
+    assert len(tasks) >= 6, [task["name"] for task in tasks]
+    return tasks
+
+
+def _render_task(task: dict, host_dir: str, units: str) -> dict:
+    """A template task of the role, writing under host_dir: the same src, dest, loop and vars; no owner or
+    group (the role's accounts do not exist here), no handler; a `when` on what an earlier task of the role
+    registered (a preview of this very file) left out."""
+    args = task["ansible.builtin.template"]
+    out = {"name": task["name"],
+           "ansible.builtin.template": {"src": f"{TEMPLATES}/{args['src']}", "dest": f"{host_dir}{args['dest']}", "mode": args["mode"]}}
+    out.update({key: task[key] for key in ("loop", "loop_control", "vars", "no_log") if key in task})
+    later = _registered(TASK_FILES)
+    when = [task["when"]] if isinstance(task.get("when"), str) else list(task.get("when", []))
+    when = [condition for condition in when if not any(name in condition for name in later)]
+    # The TLS cases differ from the others only in celery.env: only it is rendered for them.
+    if args["src"] != "celery.env.j2":
+        when.append(units)
+    return {**out, "when": when}
 
 
 def _playbook(out: pathlib.Path) -> list[dict]:
     host_dir = f"{out}/{{{{ inventory_hostname }}}}"
-    unit_dir = "{{ __celery_workers_unit_dir }}"
-    by_name = {"loop_control": {"label": "{{ item.name }}"}}
     units = f"inventory_hostname in {UNIT_CASES}"
     return [{
         "name": "Render the role's templates",
@@ -174,22 +208,7 @@ def _playbook(out: pathlib.Path) -> list[dict]:
         "tasks": [
             # The role's defaults and vars, exactly as a run applies them; every case must be valid.
             {"ansible.builtin.include_role": {"name": "celery_workers", "tasks_from": "preflight.yml", "public": True}},
-            {"name": "Template unit and target",
-             **_template(f"{TEMPLATES}/{{{{ item }}}}.j2", f"{host_dir}{unit_dir}/{{{{ item }}}}",
-                         loop=["{{ __celery_workers_template_unit }}", "{{ __celery_workers_target }}"], when=units)},
-            # As tasks/configure.yml: dest is the drop-in directory, created by the template task itself.
-            {"name": "Each worker's drop-in",
-             **_template(f"{TEMPLATES}/{{{{ __celery_workers_dropin_file }}}}",
-                         f"{host_dir}{{{{ __celery_workers_dropin_dir_format | format(item.name) }}}}/",
-                         loop="{{ __celery_workers_list }}", when=units, **by_name)},
-            {"name": "Environment files of the workers with env",
-             **_template(f"{TEMPLATES}/worker.env.j2", f"{host_dir}{{{{ __celery_workers_worker_env_format | format(item.name) }}}}",
-                         loop="{{ __celery_workers_list | selectattr('env', 'defined') }}", when=units, **by_name)},
-            {"name": "Shared environment file",
-             **_template(f"{TEMPLATES}/celery.env.j2", f"{host_dir}{{{{ __celery_workers_env_file }}}}")},
-            {"name": "Beat unit",
-             **_template(f"{TEMPLATES}/celery-beat.service.j2", f"{host_dir}{unit_dir}/{{{{ __celery_workers_beat_unit }}}}",
-                         when=units)},
+            *(_render_task(task, host_dir, units) for task in role_template_tasks()),
         ],
     }]
 
@@ -246,7 +265,7 @@ def expected_options(s: dict, w: dict) -> list[str]:
         opts.append(f"--concurrency={w.get('concurrency', s['celery_workers_concurrency'])}")
     opts.append(f"--pool={w.get('pool', s['celery_workers_pool'])}")
     opts.append(f"--loglevel={w.get('loglevel', s['celery_workers_loglevel']).upper()}")
-    for field in ("max_tasks_per_child", "max_memory_per_child", "prefetch_multiplier", "time_limit", "soft_time_limit"):
+    for field in INT_FIELDS:
         if field in w:
             opts.append(f"--{field.replace('_', '-')}={w[field]}")
     return sorted(opts)
@@ -289,7 +308,8 @@ def worker(request, rendered):
 def test_every_case_and_option_is_covered():
     """The cases use every field of an entry and every role-wide setting the templates read."""
     fields = {k for _, w in worker_cases() for k in w} | {k for case in CASES.values() for w in case.get("celery_workers", []) for k in w}
-    entry_fields = set(spec_options("celery_workers")["celery_workers"]["options"])
+    entry_fields = set(ENTRY_OPTIONS)
+    assert len(INT_FIELDS) >= 5, INT_FIELDS
     assert entry_fields <= fields, entry_fields - fields
     templates = " ".join(p.read_text() for p in TEMPLATES.iterdir())
     used = set(re.findall(r"\b(celery_workers_[a-z_]+)", templates))
@@ -298,7 +318,7 @@ def test_every_case_and_option_is_covered():
     assert used - overridden <= {"celery_workers_broker_url"}, used - overridden
     # Every template of the role is rendered here.
     rendered_templates = {f"{TEMPLATE_UNIT}.j2", f"{TARGET}.j2", DROPIN_FILE, "worker.env.j2", "celery.env.j2",
-                          "celery-beat.service.j2", "unit_hardening.j2"}
+                          "celery-beat.service.j2", "unit_hardening.j2", "pip.conf.j2"}
     assert {p.name for p in TEMPLATES.iterdir()} == rendered_templates
 
 
@@ -486,6 +506,19 @@ def test_shared_environment_file(rendered, case):
     assert parse_env_file(text) == expected
 
 
+@pytest.mark.parametrize("case", UNIT_CASES)
+def test_pip_conf(rendered, case):
+    """The private index only in pip.conf, as pip reads it (RawConfigParser: no interpolation)."""
+    s = settings(case)
+    path = rendered / case / paths(s)["config"].lstrip("/") / "pip.conf"
+    if not s["celery_workers_pip_index_url"]:
+        assert not path.exists()
+        return
+    parser = configparser.RawConfigParser()
+    parser.read_string(path.read_text())
+    assert dict(parser["global"]) == {"index-url": s["celery_workers_pip_index_url"]}
+
+
 def test_tricky_values_are_really_in_use():
     """The escaping tests mean something only if the inputs need escaping."""
     joined = "".join(TRICKY_ARGS)
@@ -497,7 +530,11 @@ def test_tricky_values_are_really_in_use():
 @pytest.mark.parametrize("case", UNIT_CASES)
 def test_beat_unit(rendered, case):
     s, p = settings(case), paths(settings(case))
-    text = unit_path(rendered / case, ROLE_VARS["__celery_workers_beat_unit"]).read_text()
+    path = unit_path(rendered / case, ROLE_VARS["__celery_workers_beat_unit"])
+    if not s["celery_workers_beat_enabled"]:
+        assert not path.exists()
+        return
+    text = path.read_text()
     unit = parse_unit(text)
     svc = unit["Service"]
     assert exec_argv(one(svc, "ExecStart")) == [

@@ -23,6 +23,12 @@ options:
     description: The role's variables, name to value (every C(celery_flower_*) variable).
     type: dict
     required: true
+  options:
+    description:
+      - >-
+        The options of the role's argument spec: every option it types as list must be a list
+        (Ansible's check accepts a string, which the role would get). V(None) skips that rule.
+    type: dict
 """
 
 EXAMPLES = r"""
@@ -69,10 +75,14 @@ def _users(errors, users):
             errors.append(f"{at}: field password must not contain newlines, control characters or , (FLOWER_BASIC_AUTH separates users with commas)")
 
 
-def celery_fleet_flower_errors(variables):
+def celery_fleet_flower_errors(variables, options=None):
     """Every error of the celery_flower role's variables that its argument spec cannot find."""
     v = variables
     errors = []
+    if options:
+        r.lists(errors, v, options)
+        if errors:
+            return errors
     # Listening address and port
     addr, port = v["celery_flower_address"], v["celery_flower_port"]
     if not (r.matches(r.IPV4_RE, addr) or r.matches(r.IPV6_RE, addr) or (r.matches(r.HOSTNAME_RE, addr) and not r.matches(r"^[0-9.]+\Z", addr))):

@@ -36,6 +36,14 @@ options:
       - Queue to the hosts of the fleet consuming it (the filter C(celery_fleet.celery.celery_fleet_consumers)),
         for C(celery_workers_required_queues); V(None) skips that rule.
     type: dict
+  options:
+    description:
+      - >-
+        The options of the role's argument spec (C(argument_specs.main.options) of its
+        C(meta/argument_specs.yml)). Ansible's check of a list option accepts a string (it splits it
+        at its commas to check it) but the role gets the string; with them, every option and entry
+        field the spec types as list must be a list. V(None) skips that rule.
+    type: dict
 """
 
 EXAMPLES = r"""
@@ -186,7 +194,7 @@ def _overrides(errors, overrides, workers):
         if name not in names:
             errors.append(f"{at}: no worker named '{r.show(name)}' in celery_workers (names: {', '.join(map(r.show, names)) or 'none'})")
         elif not r.is_map(fields):
-            errors.append(f"{at}: must be a mapping of fields to change (or present: false), got {type(fields).__name__}")
+            errors.append(f"{at}: must be a mapping of fields to change (or present: false), got {r.type_name(fields)}")
         elif "name" in fields:
             errors.append(f"{at}: field 'name' cannot be overridden")
         elif "present" in fields and not isinstance(fields["present"], bool):
@@ -195,14 +203,14 @@ def _overrides(errors, overrides, workers):
 
 def _workers(errors, workers, overrides):
     if not r.is_list(workers):
-        errors.append(f"celery_workers: must be a list of workers ([] for none), got {type(workers).__name__}")
+        errors.append(f"celery_workers: must be a list of workers ([] for none), got {r.type_name(workers)}")
         return
     _overrides(errors, overrides, workers)
     seen = []
     for i, w, overridden in compose(workers, overrides):
         at = label(i, w, overridden)
         if not r.is_map(w):
-            errors.append(f"celery_workers[{i}]: must be a mapping with at least name and queues, got {type(w).__name__}")
+            errors.append(f"celery_workers[{i}]: must be a mapping with at least name and queues, got {r.type_name(w)}")
             continue
         name = w.get("name", "")
         if not r.matches(r.NAME_RE, name):
@@ -213,10 +221,18 @@ def _workers(errors, workers, overrides):
         _worker(errors, at, w)
 
 
-def celery_fleet_workers_errors(variables, beat_hosts, consumers=None):
+def celery_fleet_workers_errors(variables, beat_hosts, consumers=None, options=None):
     """Every error of the celery_workers role's variables that its argument spec cannot find."""
     v = variables
     errors = []
+    if options:
+        r.lists(errors, v, options)
+        if r.is_list(v["celery_workers"]):
+            for i, w, overridden in compose(v["celery_workers"], v["celery_workers_overrides"] or {}):
+                if r.is_map(w):
+                    r.lists(errors, w, options["celery_workers"]["options"], f"{label(i, w, overridden)}: field ")
+        if errors:
+            return errors
     r.broker_url(errors, "celery_workers_broker_url", v["celery_workers_broker_url"])
     r.broker_tls(errors, "celery_workers_broker_tls", v["celery_workers_broker_tls"], v["celery_workers_broker_url"])
     if r.has(r.CTRL, v["celery_workers_result_backend"]):

@@ -77,6 +77,20 @@ def truthy(value):
     return text(value).lower() in BOOLEANS_TRUE
 
 
+def type_name(value):
+    """The type of a value as the YAML it came from says it (not Ansible's tagged subclass of it)."""
+    return next(kind.__name__ for kind in type(value).__mro__ if kind.__module__ == "builtins")
+
+
+def lists(errors, variables, options, at=""):
+    """Options the spec types as list that are not one: to check them, Ansible's argument spec
+    splits a string at its commas, but the role gets the string (a template would loop over
+    its characters)."""
+    for name, opt in options.items():
+        if opt.get("type") == "list" and name in variables and variables[name] is not None and not is_list(variables[name]):
+            errors.append(f"{at}{name}: must be a list, got {type_name(variables[name])} '{show(variables[name])}'")
+
+
 def show(value):
     """A value shown in a message: one line, at most 60 characters."""
     return text(value).replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")[:60]

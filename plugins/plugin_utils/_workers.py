@@ -9,7 +9,7 @@ size, plan and check the workers."""
 
 from __future__ import annotations
 
-from ansible_collections.celery_fleet.celery.plugins.plugin_utils._rules import is_list, is_map, text
+from ansible_collections.celery_fleet.celery.plugins.plugin_utils._rules import is_list, is_map, show, text
 
 # A pool size relative to the host's CPUs: {per_cpu: N, min: A, max: B}.
 SIZE_KEYS = ["per_cpu", "min", "max"]
@@ -38,7 +38,7 @@ def compose(workers, overrides):
 def label(index, entry, overridden):
     """How messages name an entry: celery_workers[1] (name 'w'[, with celery_workers_overrides])."""
     name = entry.get("name", "") if is_map(entry) else ""
-    return f"celery_workers[{index}] (name '{text(name)[:60]}'{', with celery_workers_overrides' if overridden else ''})"
+    return f"celery_workers[{index}] (name '{show(name)}'{', with celery_workers_overrides' if overridden else ''})"
 
 
 def queues_of(entry):
