@@ -50,7 +50,8 @@ def _pids() -> dict[str, str]:
 
 def _pip_freeze() -> dict[str, str]:
     out = fleet.node(HOST).check_output("/opt/celery/venv/bin/pip freeze --disable-pip-version-check")
-    return dict(line.lower().split("==", 1) for line in out.splitlines() if "==" in line)
+    # Names as PEP 503 normalises them (prompt_toolkit is prompt-toolkit).
+    return dict(line.lower().replace("_", "-").split("==", 1) for line in out.splitlines() if "==" in line)
 
 
 @pytest.mark.deadline(90)
