@@ -148,14 +148,8 @@ def _worker(errors, at, w):
             errors.append(f"{at}: field autoscale max ({scale['max']}) must be >= min ({scale['min']})")
     if "env" in w:
         r.env(errors, f"{at}: field env", w["env"])
-    for i, arg in enumerate(w["extra_args"] if r.is_list(w.get("extra_args")) else []):
-        at_arg = f"{at}: field extra_args[{i}]"
-        if r.text(arg) == "" or r.has(r.CTRL, arg):
-            errors.append(f"{at_arg} must be a non-empty string without newlines or control characters")
-        elif r.has(r.CREDS_RE, arg):
-            errors.append(f"{at_arg} holds a URL with credentials; arguments are world-readable (unit file, ps), use env")
-        elif r.matches(RESERVED_ARGS_RE, arg):
-            errors.append(f"{at_arg} '{r.show(arg)}' is set by the role; use the entry's fields (name, queues, concurrency, autoscale, pool, loglevel)")
+    r.arguments(errors, f"{at}: field extra_args", w.get("extra_args"), RESERVED_ARGS_RE, "use env",
+                "use the entry's fields (name, queues, concurrency, autoscale, pool, loglevel)")
 
 
 def _pip_sources(errors, v):
@@ -173,15 +167,8 @@ def _pip_sources(errors, v):
         errors.append(f"celery_workers_wheelhouse_src: '{r.show(wheelhouse)}' must be the absolute path of a directory of wheels on the controller")
     if index and (r.has(r.CTRL, index) or not r.matches(r"^https?://[^/\s]+", index)):
         errors.append("celery_workers_pip_index_url: must be an http:// or https:// URL without newlines, e.g. https://user:password@pypi.example.org/simple/")
-    for i, arg in enumerate(v["celery_workers_pip_extra_args"] or []):
-        at = f"celery_workers_pip_extra_args[{i}]"
-        if r.text(arg) == "" or r.has(r.CTRL, arg):
-            errors.append(f"{at}: must be a non-empty option without newlines or control characters")
-        elif r.has(r.CREDS_RE, arg):
-            errors.append(f"{at}: holds a URL with credentials, which would show in ps and -vvv output; use celery_workers_pip_index_url")
-        elif r.matches(RESERVED_PIP_RE, arg):
-            errors.append(f"{at}: '{r.show(arg)}' is set by the role; use celery_workers_pip_index_url, celery_workers_wheelhouse_src "
-                          "or celery_workers_requirements_src")
+    r.arguments(errors, "celery_workers_pip_extra_args", v["celery_workers_pip_extra_args"], RESERVED_PIP_RE,
+                "use celery_workers_pip_index_url", "use celery_workers_pip_index_url, celery_workers_wheelhouse_src or celery_workers_requirements_src")
     if not v["celery_workers_app_src"] and not (v["celery_workers_pip_packages"] or requirements):
         errors.append(f"celery_workers_app_src: is empty, so the application ({r.show(v['celery_workers_app_module'])}) must come from pip: "
                       "list its package in celery_workers_pip_packages or celery_workers_requirements_src")

@@ -203,6 +203,19 @@ def pip_packages(errors, var, packages):
             errors.append(f"{var}[{i}]: '{show(package)}' must be a requirement specifier (no options, no newlines)")
 
 
+def arguments(errors, at, args, reserved_re, secret_hint, reserved_hint):
+    """Command-line arguments, each a word of its own: no newline, no URL with credentials (a
+    command line is shown to every user), none of the ones the role sets itself."""
+    for i, arg in enumerate(args if is_list(args) else []):
+        where = f"{at}[{i}]"
+        if text(arg) == "" or has(CTRL, arg):
+            errors.append(f"{where} must be a non-empty string without newlines or control characters")
+        elif has(CREDS_RE, arg):
+            errors.append(f"{where} holds a URL with credentials, which a command line shows to every user; {secret_hint}")
+        elif matches(reserved_re, arg):
+            errors.append(f"{where} '{show(arg)}' is set by the role; {reserved_hint}")
+
+
 def env(errors, label, mapping, reserved=(), pip=False):
     """An environment mapping: label names it in messages ("var" or "... field env").
     pip: Ansible puts the pip environment on the command line it runs (ps on the
