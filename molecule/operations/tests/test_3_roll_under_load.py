@@ -12,7 +12,8 @@ drained first (its consumer cancelled, what it had reserved started on its
 free process), so no short task waits for the long task's end: the longest
 wait of a short task stays far below LONG. Nothing is lost; Celery's
 acks_late is at-least-once, so duplicates are counted and reported, not
-forbidden. Long tasks finish on their old process during its warm shutdown.
+forbidden. The long task of the first worker reached finishes on its old process
+during its warm shutdown.
 Then the original application rolls the fleet back, without load.
 """
 
@@ -101,14 +102,19 @@ def test_app_change_rolls_the_fleet_drained_under_load(tmp_path):
     print(f"\ndrains: {drains}")
     assert len([d for d in drains if " drained in " in d]) >= len(consumers), drains
 
-    # Each long task ran once, on its worker's old process, and ended after that worker began to stop.
+    # Each long task ran once, to its end. The roll reached at least one worker while its long task ran: that
+    # task ended after its worker began to stop, on the old process, in its warm shutdown. (The roll waits for
+    # that shutdown, so the other consumer's long task, given at the same moment, has ended by its turn.)
     longs = token_entries(f"{stream.prefix}-l", stream.since)
     stopping = {name: s for s, _, _, name in windows}
     assert len(longs) >= len(consumers), longs
+    assert all(len(entries) == 1 for entries in longs.values()), longs
+    in_shutdown = []
     for token, entries in longs.items():
-        assert len(entries) == 1, (token, entries)
         worker_name, hostname = results[token]["worker"].split("@")
-        assert entries[0]["ts"] > stopping[f"{hostname}/{unit(worker_name)}"] - 1, (token, entries)
+        if entries[0]["ts"] > stopping[f"{hostname}/{unit(worker_name)}"] - 1:
+            in_shutdown.append(token)
+    assert in_shutdown, (longs, stopping)
 
     print(f"application change under load on {', '.join(WORKER_HOSTS)}: {len(windows)} workers rolled one at a time "
           f"({[name for *_, name in windows]}); short tasks to default: {summary}")

@@ -87,8 +87,8 @@ def test_the_pinned_packages_from_the_wheelhouse_and_the_index():
     assert sorted(wheels) == sorted(p.name for p in (fleet.PROJECT / ".lab" / "wheelhouse" / "options").glob("*.whl"))
     assert host.check_output("ls -A /opt/celery/app") == ""
     # pip knows only the private index: a package that is neither there nor in the wheelhouse cannot come from PyPI.
-    out = host.run("/opt/celery/venv/bin/pip download --no-deps -d /tmp/zz-pip-probe six==1.16.0 --disable-pip-version-check",
-                   env="PIP_CONFIG_FILE=/etc/celery/pip.conf")
+    out = host.run("PIP_CONFIG_FILE=/etc/celery/pip.conf /opt/celery/venv/bin/pip download --no-deps --no-cache-dir"
+                   " -d /tmp/zz-pip-probe six==1.16.0 --disable-pip-version-check")
     assert out.rc != 0 and "No matching distribution found for six==1.16.0" in out.stderr, out
 
 
