@@ -44,16 +44,18 @@ def workers(worker_host):
 # The hosts' state, before and after a run that must change nothing
 # ---------------------------------------------------------------------------
 
-# Every file, directory and link under the role's trees (type, mode, owner,
-# size, mtime, link target), the SHA-256 of every file outside /var/lib, the
+# Every file, directory and link under the role's trees (systemd's, any
+# *celery* directory of /etc and /var/lib, /opt: type, mode, owner, size,
+# mtime, link target; not apt's cache, which the apt task may refresh without
+# a change), the SHA-256 of every file outside /var/lib, the
 # account databases, and every celery/flower unit (load, active and enabled
 # state, main PID, restarts, start time).
 SNAPSHOT = r"""
 set -eu
 echo '# tree'
-find /etc/systemd/system /etc/celery* /opt /var/lib -xdev -printf '%p %y %m %u %g %s %T@ %l\n' 2>/dev/null | sort
+find /etc/systemd/system /etc/*celery* /opt /var/lib/*celery* -xdev -printf '%p %y %m %u %g %s %T@ %l\n' 2>/dev/null | sort
 echo '# checksums'
-find /etc/systemd/system /etc/celery* /opt -xdev -type f -print0 | sort -z | xargs -0 -r sha256sum
+find /etc/systemd/system /etc/*celery* /opt -xdev -type f -print0 | sort -z | xargs -0 -r sha256sum
 sha256sum /etc/passwd /etc/group /etc/shadow /etc/gshadow
 echo '# units'
 systemctl list-unit-files 'celery*' 'flower*' --no-legend --no-pager

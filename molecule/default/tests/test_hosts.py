@@ -131,7 +131,8 @@ def test_secrets_not_in_process_list(host, workers):
         assert f"-n {w['name']}@%h" in listing, listing
     assert broker_password() not in listing
     # And a process with a secret-looking argument is listed by the same command.
-    planted = host.check_output(f"setsid sleep 30 {shlex.quote('zz-canary-' + w['name'])} >/dev/null 2>&1 & echo $!")
+    # (sh -c 'sleep 30; true' NAME: sleep refuses a second argument, and sh would exec a last command in place.)
+    planted = host.check_output(f"setsid sh -c 'sleep 30; true' {shlex.quote('zz-canary-' + w['name'])} >/dev/null 2>&1 & echo $!")
     try:
         wait_for("the planted process to be listed", lambda: f"zz-canary-{w['name']}" in host.check_output("ps -eo args"), timeout=10)
     finally:
