@@ -437,11 +437,16 @@ def run_playbook(log: pathlib.Path, override: pathlib.Path | None = None, *args:
 
 def run_site(args: list[str], host_vars: dict[str, dict] | None = None, json_output: bool = False,
              timeout: int = 600) -> subprocess.CompletedProcess:
-    """site.yml with the scenario's inventory (plus host_vars per host, when given), output captured."""
+    """site.yml with the scenario's inventory (plus host_vars per host, when given), output captured.
+
+    The default callback's output is one stream, in order (stdout; ansible-core
+    prints failed results on stderr); the JSON callback's stdout is JSON alone.
+    """
     with tempfile.TemporaryDirectory(prefix=f"celery-{NAME}-") as tmp:
         override = write_override(pathlib.Path(tmp), host_vars) if host_vars else None
         return subprocess.run(playbook_command(override, *args), cwd=PROJECT, env=playbook_env(json_output),
-                              capture_output=True, text=True, timeout=timeout, check=False)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE if json_output else subprocess.STDOUT,
+                              text=True, timeout=timeout, check=False)
 
 
 def results_by_host(stdout: str) -> dict[str, list[tuple[str, dict]]]:

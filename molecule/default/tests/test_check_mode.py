@@ -77,7 +77,7 @@ def test_pending_change_and_fresh_host_reported_not_made_no_secret_shown(steady)
     proc = run_site(["--check", "--diff", "-vvv"], host_vars={
         "mol-worker1": {"celery_workers": entries, "celery_flower_basic_auth": [{"user": "flower", "password": FLOWER_CANARY}]},
         "mol-worker2": FRESH})
-    output = proc.stdout + proc.stderr
+    output = proc.stdout  # stdout and stderr in order (run_site)
     assert proc.returncode == 0, output[-4000:]
 
     # mol-worker1: that worker's drop-in (its new concurrency in the diff) and that worker's restart only.
