@@ -20,13 +20,11 @@ import sys
 import time
 
 import yaml
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
+
+from browser import chrome
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 INVENTORY = REPO / "inventory" / "lab"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--window-size=1400,900",
-         "--hide-scrollbars"]
 NODES_JS = "return Array.from(document.querySelectorAll('table#workers-table a.worker-name-link')).map(a => a.title);"
 
 
@@ -50,15 +48,8 @@ def main() -> int:
     password = (REPO / ".lab" / "flower_password").read_text().split()[0]
     want = expected_nodes()
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for flag in FLAGS:
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(executable_path="/usr/bin/chromedriver"))
+    driver = chrome()
     try:
-        driver.set_page_load_timeout(30)
-        # The page's viewport exactly 1400x900 (--window-size counts the window, not the page).
-        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {"width": 1400, "height": 900, "deviceScaleFactor": 1, "mobile": False})
         driver.execute_cdp_cmd("Network.enable", {})
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
         driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Basic {token}"}})

@@ -32,15 +32,12 @@ import time
 import urllib.request
 
 import yaml
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
+
+from browser import WIDTH, chrome, viewport
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 INVENTORY = REPO / "inventory" / "lab"
 UNIT_FORMAT = yaml.safe_load((REPO / "roles" / "celery_workers" / "vars" / "main.yml").read_text())["__celery_workers_unit_format"]
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--window-size=1400,900",
-         "--hide-scrollbars"]
-WIDTH = 1400
 
 
 def workers() -> dict[str, list[str]]:
@@ -75,14 +72,8 @@ def systemctl(verb: str, node: str) -> None:
 
 
 def screenshot(url: str, out: str) -> None:
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for flag in FLAGS:
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(executable_path="/usr/bin/chromedriver"))
+    driver = chrome()
     try:
-        driver.set_page_load_timeout(30)
-        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {"width": WIDTH, "height": 900, "deviceScaleFactor": 1, "mobile": False})
         driver.get(f"{url}/classic/alerts")
         # Expand the firing alerts (each rule's header row toggles its details).
         for header in driver.find_elements("css selector", "tr.alert_header.alert-danger"):
@@ -90,7 +81,7 @@ def screenshot(url: str, out: str) -> None:
                 header.click()
         time.sleep(1)
         height = driver.execute_script("return document.documentElement.scrollHeight")
-        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {"width": WIDTH, "height": min(int(height), 3000), "deviceScaleFactor": 1, "mobile": False})
+        viewport(driver, WIDTH, min(int(height), 3000))
         time.sleep(0.5)
         pathlib.Path(out).parent.mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(out)

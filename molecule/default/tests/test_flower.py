@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import base64
 import json
-import pathlib
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -29,9 +29,6 @@ import yaml
 
 from fleet import FLOWER_HOSTS, INVENTORY, NAME, PROJECT, all_workers
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-BROWSER_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--window-size=1400,900"]
 # Every wait is bounded.
 READY_TIMEOUT = 90  # Flower sees every worker (events and inspect replies)
 PAGE_TIMEOUT = 30  # one page load
@@ -189,20 +186,12 @@ def test_listens_on_loopback_only():
 
 @pytest.fixture(scope="module")
 def browser():
-    # Not importorskip: without a browser this test must fail, not pass as skipped.
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+    # The lab's headless Chromium (lab/browser.py). Not importorskip: without a browser this test must fail,
+    # not pass as skipped.
+    sys.path.insert(0, str(PROJECT / "lab"))
+    from browser import chrome  # pylint: disable=import-outside-toplevel
 
-    for path in (CHROMIUM, CHROMEDRIVER):
-        assert pathlib.Path(path).exists(), f"{path} missing: scripts/bootstrap installs chromium and chromium-driver"
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in BROWSER_FLAGS:
-        options.add_argument(flag)
-    # Debian's chromedriver, given by path: Selenium Manager downloads nothing.
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
-    driver.set_page_load_timeout(PAGE_TIMEOUT)
-    driver.set_script_timeout(PAGE_TIMEOUT)
+    driver = chrome(PAGE_TIMEOUT)
     driver.execute_cdp_cmd("Network.enable", {})
     yield driver
     driver.quit()
