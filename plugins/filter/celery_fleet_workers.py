@@ -19,16 +19,9 @@ description:
     at most C(max).
   - >-
     Expects input that preflight has accepted.
+extends_documentation_fragment:
+  - celery_fleet.celery.workers
 options:
-  _input:
-    description: The list C(celery_workers).
-    type: list
-    elements: dict
-    required: true
-  overrides:
-    description: C(celery_workers_overrides), worker name to fields.
-    type: dict
-    required: true
   cpus:
     description: The host's CPU count (C(nproc)); V(None) leaves the sizes as they are.
     type: int

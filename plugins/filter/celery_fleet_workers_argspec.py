@@ -16,16 +16,9 @@ description:
     (C(celery_workers[1] (name 'w', with celery_workers_overrides))), with the spec of an entry
     taken from the role's C(meta/argument_specs.yml): C(ansible.builtin.validate_argument_spec) then
     reports a bad field with the entry, the worker and the field in its message.
+extends_documentation_fragment:
+  - celery_fleet.celery.workers
 options:
-  _input:
-    description: The list C(celery_workers).
-    type: list
-    elements: dict
-    required: true
-  overrides:
-    description: C(celery_workers_overrides).
-    type: dict
-    required: true
   list_spec:
     description: The spec of the option C(celery_workers) (type list, elements dict, its options and rules).
     type: dict
