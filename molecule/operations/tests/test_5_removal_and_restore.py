@@ -1,7 +1,7 @@
 """Back to the scenario's inventory, one host at a time (serial: 1): the
 workers added by the previous test (`extra`, healthy, enabled and running;
 `broken` and `broken2`, enabled and crash-looping) are stopped, disabled and
-deleted (a hand-written unit_name with the same prefix is left alone); the shared
+deleted (a hand-written unit with the same prefix is left alone); the shared
 environment file changes back, so every other worker of the host restarts
 (new main process), one at a time (rolling); and the other host, which no
 test reconfigured, has nothing to change."""
@@ -16,7 +16,7 @@ from conftest import (LEGACY_FORMAT, TARGET, WORKER_HOSTS, assert_rolling, celer
 # Named like a unit of 1.x, without the role's marker.
 MANUAL_UNIT = LEGACY_FORMAT % "manual"
 MANUAL_TEXT = """[Unit]
-Description=Hand-written unit_name with the role's prefix, without its marker
+Description=Hand-written unit with the role's prefix, without its marker
 
 [Service]
 ExecStart=/bin/sleep infinity
@@ -67,7 +67,7 @@ def test_removed_worker_is_stopped_disabled_deleted_others_roll(tmp_path):
             assert not host.file(f"/etc/celery/worker-{name}.env").exists
             assert host.run(f"pgrep -f '[{name[0]}]{name[1:]}@'").rc != 0, name
         assert host.run(f"kill -0 {before_extra['MainPID']}").rc != 0, "extra's process survived"
-        # Not the role's unit_name: untouched.
+        # Not the role's unit: untouched.
         assert unit_props(hostname, MANUAL_UNIT, "ActiveState", "UnitFileState") == {
             "ActiveState": "active", "UnitFileState": "enabled"}
     finally:

@@ -5,8 +5,11 @@ logrotate file, the example of the issue). The copy is applied to a host the
 scenario has already converged, through a playbook whose roles/ directory
 holds the copy. The new task must run there and report `changed`, the file
 must be on the host, and nothing else may change: no worker restarts.
-Then the real role runs again (nothing to change) and the file is removed,
-so the host is as the scenario left it.
+Then the real role runs with one worker's concurrency raised (through
+celery_workers_overrides): that worker alone restarts, with its new pool,
+every other worker of the fleet keeps its main process; the scenario's
+inventory puts it back the same way, and the file is removed, so the host is
+as the scenario left it.
 
 With a role that decides from a record or a prediction of the host ("in
 shape, end here") the new task would be skipped on a converged host and
@@ -20,8 +23,8 @@ import time
 import pytest
 import yaml
 
-from conftest import (PROJECT, WORKER_HOSTS, new_run_id, node, playbook_command, playbook_env, recap, run_playbook,
-                      unit_events, unit_props, unit, workers_of)
+from conftest import (PROJECT, WORKER_HOSTS, celery_client, new_run_id, node, playbook_command, playbook_env, recap,
+                      run_playbook, unit_events, unit_props, unit, wait_for, workers_of, write_override)
 
 
 def _site_play() -> dict:
@@ -75,10 +78,30 @@ def test_a_task_added_to_the_role_runs_on_a_converged_host(tmp_path):
         assert after == pids
         assert all(unit_events(hostname, unit(n), since) == [] for n in names)
 
-        # The real role on the same host: nothing of its own to change.
-        rc, output = run_playbook(tmp_path / "ansible-real.log", None, "--limit", hostname, timeout=300)
-        assert rc == 0, output[-4000:]
-        assert recap(output)[hostname]["changed"] == 0, recap(output)
+        # The real role, one worker changed: that one restarts with its new pool, no other worker of the fleet.
+        first = workers_of(hostname)[0]
+        override = write_override(tmp_path / "override", {hostname: {
+            "celery_workers_overrides": {first["name"]: {"concurrency": first["concurrency"] + 1}}}})
+        _only_that_worker_restarts(tmp_path / "ansible-one.log", override, first, first["concurrency"] + 1)
+        # And back (the scenario's inventory): the same worker once more, nothing else.
+        _only_that_worker_restarts(tmp_path / "ansible-back.log", None, first, first["concurrency"])
     finally:
         host.run(f"rm -f {trap}")
     assert not host.file(trap).exists
+
+
+def _only_that_worker_restarts(log, override, worker: dict, concurrency: int) -> None:
+    fleet = [(h, w["name"]) for h in WORKER_HOSTS for w in workers_of(h)]
+    pids = {(h, n): unit_props(h, unit(n), "MainPID")["MainPID"] for h, n in fleet}
+    rc, output = run_playbook(log, override, timeout=300)
+    assert rc == 0, output[-4000:]
+    after = {(h, n): unit_props(h, unit(n), "MainPID")["MainPID"] for h, n in fleet}
+    changed = sorted(k for k in pids if after[k] != pids[k])
+    assert changed == [(worker["host"], worker["name"])], (pids, after)
+    assert after[changed[0]] != "0"
+    with celery_client() as client:
+        stats = wait_for(f"{worker['node']} to answer", lambda: (client.app.control.inspect(
+            destination=[worker["node"]], timeout=2.0).stats() or {}).get(worker["node"]), timeout=30)
+    assert stats["pool"]["max-concurrency"] == concurrency, stats["pool"]
+    print(f"\none worker changed ({worker['node']}, concurrency {concurrency}): it alone restarted, "
+          f"{len(fleet) - 1} others kept their main process")
