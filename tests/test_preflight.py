@@ -316,6 +316,9 @@ BAD = [
     Case("pip_package_is_an_option", {"celery_workers_pip_packages": ["--index-url=http://evil.example/simple"]},
          ["celery_workers_pip_packages[0]: '--index-url=http://evil.example/simple' must be a requirement specifier"]),
     Case("pip_packages_string", {"celery_workers_pip_packages": "redis==5.2.1"}, ["celery_workers_pip_packages: must be a list, got str"]),
+    Case("pip_package_vcs_credentials", {"celery_workers_pip_packages": [f"shopsite @ git+https://deploy:{CANARY}@git.example.org/shop.git@v1"]},
+         ["celery_workers_pip_packages[0] holds a URL with credentials, which pip's command line shows to every user; give a VCS host's "
+          "credentials to git on the host (a deploy key, a credential helper), an index's in celery_workers_pip_index_url"]),
     Case("unit_extra_string", {"celery_workers_unit_extra": "MemoryMax=1G"}, ["celery_workers_unit_extra: must be a list, got str"]),
     # --- the application's packages (README "Your own project")
     Case("requirements_missing", {"celery_workers_requirements_src": "/nonexistent/requirements.txt"},
@@ -390,6 +393,8 @@ GOOD = {
         "celery_workers_pip_extra_args": ["--extra-index-url=https://pypi.org/simple"],
         "celery_workers_wheelhouse_src": str(ROOT / "examples" / "django_project"),
     },
+    # A package from a git repository (README "Your own project"; molecule/options' opt-worker1 installs one).
+    "package_from_git": {"celery_workers_pip_packages": ["shopsite @ git+https://git.example.org/shop.git@v1.0.0"]},
     "readme_example": _readme_example(),
     "molecule_worker2": yaml.safe_load((ROOT / "molecule/default/inventory/host_vars/mol-worker2.yml").read_text()),
     "overrides": {"celery_workers": [W0, {"name": "r", "queue": "reports", "autoscale": {"max": 4, "min": 1}}],

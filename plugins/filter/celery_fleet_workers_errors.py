@@ -229,7 +229,7 @@ def celery_fleet_workers_errors(variables, beat_hosts, consumers=None, options=N
     if not r.matches(MODULE_RE, v["celery_workers_app_module"]):
         errors.append(f"celery_workers_app_module: '{r.show(v['celery_workers_app_module'])}' is not a Python module[:attribute] name")
     r.releases(errors, v, ["celery_workers_celery_version"], "5.7.0")
-    r.pip_packages(errors, "celery_workers_pip_packages", v["celery_workers_pip_packages"])
+    r.pip_packages(errors, "celery_workers_pip_packages", v["celery_workers_pip_packages"], "celery_workers_pip_index_url")
     _pip_sources(errors, v)
     r.env(errors, "celery_workers_pip_environment", v["celery_workers_pip_environment"], pip=True)
     r.env(errors, "celery_workers_environment", v["celery_workers_environment"])

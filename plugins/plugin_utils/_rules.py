@@ -197,10 +197,16 @@ def releases(errors, variables, names, example):
             errors.append(f"{var}: '{show(variables[var])}' is not a release number like {example}")
 
 
-def pip_packages(errors, var, packages):
+def pip_packages(errors, var, packages, index_var=None):
+    """Requirement specifiers (a VCS URL too): no pip option, and no credentials, which pip's command line
+    would show to every user of the host and Ansible's output to its readers."""
     for i, package in enumerate(packages if is_list(packages) else []):
         if text(package) == "" or has(CTRL, package) or text(package).startswith("-"):
             errors.append(f"{var}[{i}]: '{show(package)}' must be a requirement specifier (no options, no newlines)")
+        elif has(CREDS_RE, package):
+            errors.append(f"{var}[{i}] holds a URL with credentials, which pip's command line shows to every user; "
+                          "give a VCS host's credentials to git on the host (a deploy key, a credential helper)"
+                          + (f", an index's in {index_var}" if index_var else ""))
 
 
 def arguments(errors, at, args, reserved_re, secret_hint, reserved_hint):

@@ -56,6 +56,14 @@ def getenv(self, name: str) -> dict:
     return dict(_where(self), name=name, value=os.environ.get(name))
 
 
+@app.task(bind=True, name="optapp.extras")
+def extras(self) -> dict:
+    """The version of optextras, the package the role installed from a git repository (opt-worker1)."""
+    import optextras  # pylint: disable=import-outside-toplevel
+
+    return dict(_where(self), version=optextras.VERSION, file=optextras.__file__)
+
+
 @app.task(bind=True, name="optapp.sleep")
 def sleep(self, seconds: float = 1.0) -> dict:
     """Sleep; report when it started and ended (wall clock), to tell overlapping runs."""
