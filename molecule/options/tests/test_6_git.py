@@ -10,14 +10,16 @@ import json
 import subprocess
 
 import fleet
-from conftest import WORKER_HOST, all_workers, call, node, report, setting
+from conftest import GROUP_VARS, WORKER_HOST, all_workers, call, node, report, setting
 
 REPO = fleet.PROJECT / ".lab" / "git" / "options" / "optextras.git"
 VENV = "/opt/celery/venv"
 
 
 def test_package_from_a_git_repository(optapp):
+    # The inventory's entry, its port filled in (the inventory says it as {{ lab_git_port }}).
     (spec,) = [p for p in setting("celery_workers_pip_packages") if p.startswith("optextras @ git+")]
+    spec = spec.replace("{{ lab_git_port }}", str(GROUP_VARS["lab_git_port"]))
     url, tag = spec.split(" @ git+", 1)[1].rsplit("@", 1)
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", f"{tag}^{{commit}}"], capture_output=True, text=True,
                             check=True).stdout.strip()
