@@ -17,10 +17,10 @@ import platform
 import re
 import resource
 import secrets
-import shutil
 import string
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,7 +32,9 @@ VENV_BIN = ROOT / ".venv" / "bin"
 HOST_IMAGE = os.environ.get("LAB_HOST_IMAGE", "localhost/celery-lab-host:bookworm")
 BROKER_IMAGE = os.environ.get("LAB_BROKER_IMAGE", "localhost/celery-lab-broker:bookworm")
 BROKER = "bench-broker"
-PORTS = {"amqp": 5675, "management": 15675, "dist": 25675, "epmd": 4372}
+# Ports of its own: the lab's broker has 5672, the molecule scenarios 5673 (default), 5674
+# (operations), 5675 (options): the bench runs beside them.
+PORTS = {"amqp": 5676, "management": 15676, "dist": 25676, "epmd": 4373}
 SSH_PORT_BASE = 2240  # bench-wN: sshd on 127.0.0.1:2240+N
 SSH_DIR = ROOT / ".lab" / "ssh" / "bench"
 PASSWORD_FILE = ROOT / ".lab" / "bench_broker_password"
@@ -59,10 +61,13 @@ THROUGHPUT_TASKS = 5000
 # in turn, until the run ends, at most LOAD_MAX (10 min).
 LOAD_RATE, LOAD_MAX = 20.0, 12000
 # The queue with exactly two consumers (cells with 2+ workers in all): the first two workers of
-# the fleet also consume it, with two prefork processes each. When a roll step reaches its
-# restarts, each of them is given a task of LONG_SECONDS, so that a task prefetched by a worker in
-# warm shutdown would wait for it (and show in the longest wait).
+# the fleet also consume it, with two prefork processes each. In the application roll each of them
+# is given a task of LONG_SECONDS when the restarts begin, so that a task prefetched by a worker in
+# warm shutdown would wait for it (and show in the longest wait). (Given earlier, a long task may
+# end before the roll, and one more then would leave a consumer with no free process: the bench
+# itself would make short tasks wait.)
 LONG_QUEUE, LONG_SECONDS = "reports", 30
+LONG_STEPS = ("app",)
 # The line of each playbook's log after which its first worker restarts within seconds.
 ROLL_MARKERS = {"role": "TASK [celery_fleet.celery.celery_workers : Read the state of the workers' units]",
                 "baseline": "TASK [Reload systemd]"}
@@ -319,7 +324,6 @@ def playbook(pb: Path, inventory: Path, logfile: Path, env: dict, cwd: Path, tim
 
 
 def setup_broker(workdir: Path, key: Path, runner: Runner) -> None:
-    log("starting bench-broker")
     start_containers([BROKER])
     inv = write_inventory(workdir / "inv-broker", [], 0, {"app_dir": workdir / "app"}, key)
     env, _ = runner.env("role", "ssh")
@@ -367,8 +371,8 @@ UNIT_RE = re.compile(r"^celery-worker[-@](.+)\.service$")
 READY_RE = re.compile(r"(\S+)@\S+ ready\.")
 
 
-def events(host: str, cur: str) -> tuple[list[tuple[float, str, str]], int]:
-    """(time, worker name, Stopping|Started|ready) since the cursor, and the active worker units."""
+def events(host: str, cur: str) -> tuple[list[tuple[float, str, str, str]], int]:
+    """(time, worker name, Stopping|Started|ready, unit) since the cursor, and the active worker units."""
     out, active = [], 0
     for line in pexec(host, EVENTS.format(c=cur)).splitlines():
         if line.startswith("active "):
@@ -386,24 +390,47 @@ def events(host: str, cur: str) -> tuple[list[tuple[float, str, str]], int]:
         if m and e.get("_PID") == "1":
             word = msg.split(" ", 1)[0]
             if word in ("Stopping", "Started"):
-                out.append((ts, m.group(1), word))
+                out.append((ts, m.group(1), word, e["UNIT"]))
             continue
         m = READY_RE.search(msg)
         if m and not e.get("UNIT"):
-            out.append((ts, m.group(1), "ready"))
+            out.append((ts, m.group(1), "ready", ""))
     return sorted(out), active
 
 
-def windows(evs: list[tuple[float, str, str]]) -> dict[str, list[list]]:
-    """worker name -> its [stopping, ready] windows (ready None: not back yet)."""
+def windows(evs: list[tuple[float, str, str, str]], twice: dict | None = None) -> dict[str, list[list]]:
+    """worker name -> the [stopping, ready] windows in which none of its units served (ready None:
+    not back yet). A worker may have two units (1.x celery-worker-NAME, 2.x celery-worker@NAME): it is
+    down from the Stopping of the last unit that served to the next "ready." of a unit started since.
+    A unit first seen Stopping served since before the cursor. `twice` (a dict) gets, per worker, the
+    seconds two of its units served at once (one node name, two processes) until one stopped."""
     out: dict[str, list[list]] = collections.defaultdict(list)
-    for ts, name, word in evs:
+    up: dict[str, dict[str, float]] = collections.defaultdict(dict)  # name -> unit serving -> since
+    pending: dict[str, set] = collections.defaultdict(set)  # started, not ready yet
+    seen: set = set()
+    for ts, name, word, unit in evs:
         ws = out[name]
-        if word == "Stopping" and not (ws and ws[-1][1] is None):
-            ws.append([ts, None])
-        elif word == "ready" and ws and ws[-1][1] is None:
-            ws[-1][1] = ts
-    return dict(out)
+        down = bool(ws) and ws[-1][1] is None
+        if word == "Stopping":
+            if unit not in seen:
+                up[name][unit] = float("-inf")
+            since = up[name].pop(unit, None)
+            pending[name].discard(unit)
+            if twice is not None and since is not None and up[name]:
+                others = min(up[name].values())
+                twice[name] = round(twice.get(name, 0.0) + ts - max(since, others), 2)
+            if not up[name] and not down:
+                ws.append([ts, None])
+        elif word == "Started":
+            pending[name].add(unit)
+        elif word == "ready":
+            for u in pending[name]:
+                up[name].setdefault(u, ts)
+            pending[name].clear()
+            if down and up[name]:
+                ws[-1][1] = ts
+        seen.add(unit)
+    return {name: ws for name, ws in out.items() if ws}
 
 
 def most_at_once(ivs: list[tuple[float, float]]) -> int:
@@ -442,7 +469,7 @@ def roll_stats(fleet_map: dict[str, list[dict]], wins: dict[str, dict]) -> dict:
     gaps = {q: longest_all_down([ivs.get(c, []) for c in cs]) for q, cs in consumers(fleet_map).items() if len(cs) >= 2}
     return {"down_per_host": per_host, "down_fleet": most_at_once([iv for v in ivs.values() for iv in v]),
             "gap": max(gaps.values(), default=0.0), "gaps": gaps,
-            "rolled": sum(len(v) for v in ivs.values())}
+            "rolled": sum(1 for v in ivs.values() if v), "stops": sum(len(v) for v in ivs.values())}
 
 
 def measured(pb: Path, hosts: list[str], inventory: Path, logfile: Path, env: dict, cwd: Path,
@@ -460,14 +487,17 @@ def measured(pb: Path, hosts: list[str], inventory: Path, logfile: Path, env: di
     deadline = time.monotonic() + (20 if fleet_map is not None else 0)
     while True:
         got = parallel(lambda hc: events(*hc), zip(hosts, cur))
-        wins = {h: windows(evs) for h, (evs, _) in zip(hosts, got)}
+        twice = {h: {} for h in hosts}
+        wins = {h: windows(evs, twice[h]) for h, (evs, _) in zip(hosts, got)}
         if all(w[1] for by in wins.values() for ws in by.values() for w in ws) or time.monotonic() > deadline:
             break
         time.sleep(1)
-    res["restarts"] = sum(1 for evs, _ in got for _, _, word in evs if word == "Started")
+    res["restarts"] = sum(1 for evs, _ in got for _, _, word, _ in evs if word == "Started")
     res["active"] = sum(a for _, a in got)
     if fleet_map is not None:
         res["roll"] = roll_stats(fleet_map, wins)
+        # One node name served by two processes at once (a new unit started beside the old one).
+        res["roll"]["twice"] = {f"{n}@{h}": sec for h, by in twice.items() for n, sec in by.items()}
     if load is not None:
         res["load"] = load.result()
     return res
@@ -485,70 +515,90 @@ def percentile(values: list[float], p: float) -> float | None:
 
 class Load:
     """Sends celery_app.sleep(0.01, token) at LOAD_RATE/s to the cell's queues in turn while the
-    playbook runs (at most LOAD_MAX). When the playbook's log shows `marker` (its restarts are
-    about to begin), each worker of `long_nodes` (the consumers of LONG_QUEUE) is given a task of
-    LONG_SECONDS. Then every result is collected (bounded): done, lost (no result within
-    RESULT_TIMEOUT), duplicated (a token executed twice, counted in the workers' journals), and
-    the wait of each short task: sent (controller clock) -> started (the task's own time.time();
-    the containers share the machine's clock), overall and for the queues with 2+ consumers."""
+    playbook runs (at most LOAD_MAX). With `long_tasks`, when the playbook's log shows `marker`
+    (its restarts begin) each of the two consumers of LONG_QUEUE is given a task of LONG_SECONDS
+    (sent until `inspect active` shows one on each, at most 3 rounds). Then every result is
+    collected (bounded): done, lost (no result within RESULT_TIMEOUT), duplicated (a token executed
+    twice, counted in the workers' journals), and the wait of each short task: sent (controller
+    clock) -> started (the task's own time.time(); the containers share the machine's clock),
+    overall, for the queues with 2+ consumers, and for those before the restarts (a control)."""
 
-    def __init__(self, app_dir: Path, hosts: list[str], fleet_map: dict[str, list[dict]], marker: str | None):
+    def __init__(self, app_dir: Path, hosts: list[str], fleet_map: dict[str, list[dict]], marker: str | None,
+                 long_tasks: bool):
         self.mod = load_app(app_dir / "celery_app.py")
         self.hosts = hosts
         cons = consumers(fleet_map)
         self.queues = sorted(cons)
         self.shared = {q for q, cs in cons.items() if len(cs) >= 2}  # queues with 2+ consumers
-        self.long_nodes = sorted(f"{name}@{h}" for h, name in cons.get(LONG_QUEUE, [])) if len(cons.get(LONG_QUEUE, [])) == 2 else []
+        self.long_nodes = (sorted(f"{name}@{h}" for h, name in cons.get(LONG_QUEUE, []))
+                           if long_tasks and len(cons.get(LONG_QUEUE, [])) == 2 else [])
         self.marker = marker
         self.run = secrets.token_hex(4)
         self.sent: dict[str, tuple[str, float, object]] = {}  # token -> (queue, sent at, AsyncResult)
-        self.long: dict = {"nodes": self.long_nodes, "given": 0, "busy": [], "at_s": None}
+        self.long: dict = {"nodes": self.long_nodes, "given": 0, "busy": [], "left_s": {}, "at_s": None}
         self.since = time.time() - 2
+        self.restarts_at = None  # when the log showed that the restarts begin
         self._stop = False
         self._thread = None
+        self._t0 = time.monotonic()
 
     def start(self, logfile: Path):
-        import threading  # pylint: disable=import-outside-toplevel
         self._t0 = time.monotonic()
         self._thread = threading.Thread(target=self._send, args=(logfile,), daemon=True)
         self._thread.start()
 
-    def _marker_seen(self, logfile: Path) -> bool:
-        try:
-            return self.marker in logfile.read_text(errors="replace")
-        except OSError:
-            return False
+    def _send_long(self, count: int) -> None:
+        for _ in range(count):
+            token = f"{self.run}-L{self.long['given']}"
+            self.sent[token] = (LONG_QUEUE, time.time(), self.mod.sleep.apply_async((LONG_SECONDS,), {"token": token},
+                                                                                      queue=LONG_QUEUE))
+            self.long["given"] += 1
 
-    def _give_long_tasks(self):
-        """Send long tasks to LONG_QUEUE until each of its two consumers runs one (RabbitMQ deals
-        them round-robin): at most 3 rounds."""
-        busy: set[str] = set()
+    def _long_left(self) -> dict[str, float]:
+        """consumer -> seconds left of the long task it runs (the most), from `inspect active`."""
+        try:
+            active = self.mod.app.control.inspect(destination=self.long_nodes, timeout=1.5).active() or {}
+        except Exception:  # pylint: disable=broad-except
+            active = {}
+        now, left = time.time(), {}
+        for node, tasks in active.items():
+            for t in tasks:
+                token = str((t.get("kwargs") or {}).get("token", ""))
+                if token in self.sent and token.startswith(f"{self.run}-L"):
+                    left[node] = max(left.get(node, float("-inf")), LONG_SECONDS - (now - self.sent[token][1]))
+        return left
+
+    def _give_long_tasks(self) -> None:
+        """One long task per consumer of LONG_QUEUE (RabbitMQ deals them round-robin to the consumers
+        with a free process); more for a consumer that shows none, at most 3 rounds."""
+        self._send_long(len(self.long_nodes))
+        left: dict[str, float] = {}
         for rnd in range(3):
-            for _ in range(len(self.long_nodes) - len(busy) if rnd else len(self.long_nodes)):
-                token = f"{self.run}-L{self.long['given']}"
-                self.sent[token] = (LONG_QUEUE, time.time(), self.mod.sleep.apply_async(
-                    (LONG_SECONDS,), {"token": token}, queue=LONG_QUEUE))
-                self.long["given"] += 1
             time.sleep(0.3)
-            try:
-                active = self.mod.app.control.inspect(destination=self.long_nodes, timeout=1.5).active() or {}
-            except Exception:  # pylint: disable=broad-except
-                active = {}
-            busy = {n for n, tasks in active.items()
-                    if any(str((t.get("kwargs") or {}).get("token", "")).startswith(f"{self.run}-L") for t in tasks)}
-            if busy >= set(self.long_nodes):
+            left = self._long_left()
+            idle = [n for n in self.long_nodes if n not in left]
+            if not idle or rnd == 2:
                 break
-        self.long["busy"] = sorted(busy)
+            self._send_long(len(idle))
+        self.long["busy"] = sorted(left)
+        self.long["left_s"] = {n: round(v, 1) for n, v in sorted(left.items())}
         self.long["at_s"] = round(time.monotonic() - self._t0, 1)
 
     def _send(self, logfile: Path):
         t = time.monotonic()
         i = 0
-        pending_long = bool(self.long_nodes and self.marker)
+        pending = bool(self.marker)
         while not self._stop and i < LOAD_MAX:
-            if pending_long and self._marker_seen(logfile):
-                pending_long = False
-                self._give_long_tasks()
+            if pending and i % 5 == 0:
+                try:
+                    seen = self.marker in logfile.read_text(errors="replace")
+                except OSError:
+                    seen = False
+                if seen:
+                    pending = False
+                    self.restarts_at = time.time()
+                    if self.long_nodes:
+                        self._give_long_tasks()
             token = f"{self.run}-{i}"
             queue = self.queues[i % len(self.queues)]
             self.sent[token] = (queue, time.time(), self.mod.sleep.apply_async((0.01,), {"token": token}, queue=queue))
@@ -580,10 +630,18 @@ class Load:
         def stats(ws):
             return {"max": round(max(ws), 2) if ws else None, "p99": round(percentile(ws, 99), 2) if ws else None}
         by_queue = {q: stats([w for t, w in waits.items() if self.sent[t][0] == q]) for q in self.queues}
+        # Control: the same queues before the restarts began (the machine's own noise, no roll yet).
+        before = [w for t, w in waits.items() if self.sent[t][0] in self.shared
+                  and self.restarts_at is not None and self.sent[t][1] < self.restarts_at]
+        t0 = min((v[1] for v in self.sent.values()), default=0.0)
+        slowest = [{"token": t, "queue": self.sent[t][0], "sent_s": round(self.sent[t][1] - t0, 2), "wait": round(w, 2),
+                    "worker": results[t].get("worker")} for t, w in sorted(waits.items(), key=lambda x: -x[1])[:20]]
         return {"sent": len(short), "done": sum(1 for t in short if t in results), "lost": sum(1 for t in short if t not in results),
                 "duplicated": sum(1 for t in short if counts.get(t, 0) > 1),
                 "missing_in_journals": sum(1 for t in short if t in results and counts.get(t, 0) == 0),
                 "wait": stats(list(waits.values())), "wait_shared": stats(shared), "wait_by_queue": by_queue,
+                "wait_shared_before_restarts": stats(before),
+                "restarts_at_s": round(self.restarts_at - t0, 1) if self.restarts_at else None, "slowest": slowest,
                 "shared_queues": sorted(self.shared),
                 "long": dict(self.long, done=sum(1 for t in longs if t in results),
                              duplicated=sum(1 for t in longs if counts.get(t, 0) > 1))}
@@ -591,54 +649,67 @@ class Load:
 
 # --------------------------------------------------------------------------- jobs
 
+def split_step(step: str, strategy: str) -> tuple[str, str]:
+    """"noop@mitogen" -> ("noop", "mitogen"): a step under another strategy than its job's, on the
+    same hosts (a no-op is one whatever strategy converged the hosts)."""
+    base, _, other = step.partition("@")
+    return base, other or strategy
+
+
 def job(runner: Runner, kind: str, strategy: str, n: int, k: int, all_hosts: list[str], workdir: Path, key: Path,
-        steps: list[str]) -> dict:
-    """One playbook kind under one strategy on one cell: its steps in order, from wiped hosts."""
+        steps: list[str], noop_repeat: int | None = None) -> dict:
+    """One playbook kind under one strategy on one cell: its steps in order, from wiped hosts.
+    noop_repeat: the no-op runs of this job (default REPEAT, the recipe BASELINE_REPEAT)."""
     hosts = host_names(n)
     tag = f"{kind}-{strategy}-{n}x{k}"
+    t_job = time.monotonic()
     log(f"{tag}: wiping {len(all_hosts)} host(s)")
     wipe(all_hosts)
     app_dir = workdir / "app" / tag
     state = {"app_dir": write_app(app_dir, 0), "celery": CELERY_FROM}
     inv = workdir / "inv" / tag
-    out = {"playbook": kind, "strategy": strategy, "hosts": n, "workers": k}
-    t_job = time.monotonic()
+    out = {"playbook": kind, "strategy": strategy, "hosts": n, "workers": k, "steps": [],
+           "noop_repeat": noop_repeat or (BASELINE_REPEAT if kind == "baseline" else REPEAT)}
     for step in steps:
-        if step == "remove" and k == 1:
+        base, step_strategy = split_step(step, strategy)
+        if base == "remove" and k == 1:
             continue  # the host's only worker: not "one of its workers"
-        if step == "change":
+        if base == "change":
             state["change"] = True
-        if step in ("app", "from-1.0.0"):
-            write_app(app_dir, 1 if step == "app" else 0)
-        if step == "upgrade":
+        if base in ("app", "from-1.0.0"):
+            write_app(app_dir, 1 if base == "app" else 0)
+        if base == "upgrade":
             state["celery"] = CELERY_TO
-        if step == "remove":
+        if base == "remove":
             state["remove"] = True
         write_inventory(inv, hosts, k, state, key)
         fleet_map = fleet(hosts, k, state)
-        logfile = workdir / "logs" / f"{tag}-{step}.log"
+        logfile = workdir / "logs" / f"{tag}-{step.replace('@', '-')}.log"
         # from-1.0.0: this checkout's site.yml over what the released role left.
-        runs_as = "role" if step == "from-1.0.0" else kind
+        runs_as = "role" if base == "from-1.0.0" else kind
         pb = runner.playbook(runs_as)
-        env, cwd = runner.env(runs_as, strategy)
+        env, cwd = runner.env(runs_as, step_strategy)
         t_step = time.monotonic()
-        if step == "noop":
-            repeat = BASELINE_REPEAT if kind == "baseline" else REPEAT
-            runs = [measured(pb, hosts, inv, logfile.with_name(f"{tag}-{step}{i}.log"), env, cwd) for i in range(repeat)]
+        if base == "noop":
+            repeat = noop_repeat or (BASELINE_REPEAT if kind == "baseline" else REPEAT)
+            runs = [measured(pb, hosts, inv, logfile.with_name(f"{logfile.stem}{i}.log"), env, cwd) for i in range(repeat)]
             r = dict(median_run(runs), walls=[x["wall"] for x in runs],
                      changed=max(x["changed"] for x in runs), restarts=max(x["restarts"] for x in runs))
         else:
-            load = Load(app_dir, hosts, fleet_map, ROLL_MARKERS.get(runs_as)) if step in ROLL_STEPS else None
-            r = measured(pb, hosts, inv, logfile, env, cwd, fleet_map=fleet_map if step in ROLL_STEPS else None, load=load)
+            load = Load(app_dir, hosts, fleet_map, ROLL_MARKERS.get(runs_as), base in LONG_STEPS) if base in ROLL_STEPS else None
+            r = measured(pb, hosts, inv, logfile, env, cwd, fleet_map=fleet_map if base in ROLL_STEPS else None, load=load)
         r["step_s"] = round(time.monotonic() - t_step, 1)  # the step with its measurements (repeats, results, journals)
+        r["strategy"] = step_strategy
         out[step] = r
+        out["steps"].append(step)
         want = sum(len(ws) for ws in fleet_map.values())
-        if kind == "baseline" and step == "remove":
+        if kind == "baseline" and base == "remove":
             want += 1  # the classic recipe removes nothing: the worker keeps running
+        load_brief = {name: v for name, v in r.get("load", {}).items() if name not in ("slowest", "wait_by_queue")}
         log(f"{tag} {step}: {r['wall']:.1f}s (step {r['step_s']}s) cpu={r['cpu']}s tasks={r.get('tasks')} "
             f"calls={r.get('calls')} changed={r.get('changed')} (re)starts={r['restarts']} active={r['active']}/{want}"
             + (f" walls={r['walls']}" if "walls" in r else "")
-            + (f" roll={r['roll']}" if "roll" in r else "") + (f" load={r['load']}" if "load" in r else ""))
+            + (f" roll={r['roll']}" if "roll" in r else "") + (f" load={load_brief}" if load_brief else ""))
         if r["active"] != want:
             raise RuntimeError(f"{tag} {step}: {r['active']} of {want} workers active")
         (workdir / "partial.json").write_text(json.dumps(out, indent=1))
@@ -646,20 +717,22 @@ def job(runner: Runner, kind: str, strategy: str, n: int, k: int, all_hosts: lis
     return out
 
 
-def quick_plan() -> list[tuple[str, str, int, int, list[str]]]:
-    """--quick: cells 1x1, 1x16, 8x1; this version under both strategies and the recipe under SSH
-    (fresh, no-op, one worker changed, application changed under load); the recipe under Mitogen
-    on 1x1 (fresh, no-op: the no-op target of each strategy); the released 1.0.0 on 1x16 under
-    both strategies (fresh, no-op), under SSH followed by the upgrade to this version. Grouped by
-    cell, so that the ratios compare runs close in time."""
+def quick_plan(baseline_repeat: int | None) -> list[tuple[str, str, int, int, list[str], int | None]]:
+    """--quick (bench/README.md): cells 1x1, 1x16, 8x1, grouped by cell so that the ratios compare
+    runs close in time; in each, this version under both strategies and the recipe under SSH: fresh,
+    no-op, one worker changed, application changed under load. The recipe's 1x1 job then runs its
+    no-op under Mitogen too (the no-op target of each strategy); 1.0.0 on 1x16: fresh, no-op under
+    both strategies, then the upgrade to this version under load (SSH). No-ops: median of REPEAT
+    runs, but the recipe's in 1x16 and 8x1 once (no target reads them; each restarts every worker,
+    like its "one worker changed"), unless --baseline-repeat says otherwise."""
     steps = ["fresh", "noop", "change", "app"]
     plan = []
     for n, k in QUICK_CELLS:
-        plan += [("role", "ssh", n, k, steps), ("role", "mitogen", n, k, steps), ("baseline", "ssh", n, k, steps)]
-        if (n, k) == (1, 1):
-            plan.append(("baseline", "mitogen", n, k, ["fresh", "noop"]))
+        plan += [("role", "ssh", n, k, steps, None), ("role", "mitogen", n, k, steps, None),
+                 ("baseline", "ssh", n, k, ["fresh", "noop", "noop@mitogen", "change", "app"] if (n, k) == (1, 1) else steps,
+                  baseline_repeat or (REPEAT if (n, k) == (1, 1) else 1))]
         if (n, k) == (1, 16):
-            plan += [(RELEASE, "ssh", n, k, ["fresh", "noop", "from-1.0.0"]), (RELEASE, "mitogen", n, k, ["fresh", "noop"])]
+            plan.append((RELEASE, "ssh", n, k, ["fresh", "noop", "noop@mitogen", "from-1.0.0"], None))
     return plan
 
 
@@ -774,11 +847,22 @@ def strategy_of(c: dict) -> str:
     return c.get("strategy", "ssh")
 
 
-def find(cells: list[dict], kind: str, strategy: str, n: int, k: int) -> dict:
+def records(cells: list[dict]) -> list[dict]:
+    """Every step run, flat: kind, the step's strategy, cell, base step, its result, its job."""
+    out = []
     for c in cells:
-        if (c["playbook"], strategy_of(c), c["hosts"], c["workers"]) == (kind, strategy, n, k):
-            return c
-    return {}
+        for step in c.get("steps") or [s for s in STEPS if s in c]:
+            base, strategy = split_step(step, strategy_of(c))
+            out.append({"kind": c["playbook"], "strategy": strategy, "n": c["hosts"], "k": c["workers"], "step": base,
+                        "r": c[step], "job": c})
+    return out
+
+
+def get(recs: list[dict], kind: str, strategy: str, n: int, k: int, step: str) -> dict | None:
+    for x in recs:
+        if (x["kind"], x["strategy"], x["n"], x["k"], x["step"]) == (kind, strategy, n, k, step):
+            return x["r"]
+    return None
 
 
 def fmt(v, unit="") -> str:
@@ -790,48 +874,51 @@ def table(cells: list[dict]) -> str:
              "| worker (re)starts | most down at once (host/fleet) | longest queue gap s | load sent/done/lost/dup "
              "| wait max/p99 s (2+ consumers) | wait max/p99 s (all) | long tasks on the 2 consumers |",
              "|---|---|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"]
-    for c in cells:
-        for step in STEPS:
-            r = c.get(step)
-            if not r:
-                continue
-            roll, load = r.get("roll"), r.get("load")
-            wall = f"{r['wall']:.1f}" + (f" ({', '.join(f'{w:.1f}' for w in r['walls'])})" if len(r.get("walls", [])) > 1 else "")
-            cols = [KIND_TITLES.get(c["playbook"], c["playbook"]), strategy_of(c), str(c["hosts"]), str(c["workers"]),
-                    STEP_TITLES[step], wall, fmt(r.get("cpu")), f"{r.get('tasks')}/{r.get('calls')}", fmt(r.get("changed")),
-                    fmt(r["restarts"])]
-            cols += [f"{roll['down_per_host']}/{roll['down_fleet']}", fmt(roll["gap"])] if roll else ["", ""]
-            if load:
-                ws, wa, lg = load["wait_shared"], load["wait"], load["long"]
-                cols += [f"{load['sent']}/{load['done']}/{load['lost']}/{load['duplicated']}",
-                         f"{fmt(ws['max'])}/{fmt(ws['p99'])}" if ws["max"] is not None else "(none)",
-                         f"{fmt(wa['max'])}/{fmt(wa['p99'])}",
-                         (f"{len(lg['busy'])}/{len(lg['nodes'])} at {lg['at_s']} s, {lg['done']} done" if lg["nodes"] else "")]
-            else:
-                cols += ["", "", "", ""]
-            lines.append("| " + " | ".join(cols) + " |")
+    for x in records(cells):
+        r = x["r"]
+        roll, load = r.get("roll"), r.get("load")
+        wall = f"{r['wall']:.1f}" + (f" ({', '.join(f'{w:.1f}' for w in r['walls'])})" if len(r.get("walls", [])) > 1 else "")
+        cols = [KIND_TITLES.get(x["kind"], x["kind"]), x["strategy"], str(x["n"]), str(x["k"]),
+                STEP_TITLES[x["step"]], wall, fmt(r.get("cpu")), f"{r.get('tasks')}/{r.get('calls')}", fmt(r.get("changed")),
+                fmt(r["restarts"])]
+        cols += [f"{roll['down_per_host']}/{roll['down_fleet']} ({roll['rolled']} rolled"
+                 + (f"; twice at once: {', '.join(f'{w} {t} s' for w, t in roll['twice'].items())}" if roll.get("twice") else "")
+                 + ")", fmt(roll["gap"])] if roll else ["", ""]
+        if load:
+            ws, wa, lg = load["wait_shared"], load["wait"], load["long"]
+            cols += [f"{load['sent']}/{load['done']}/{load['lost']}/{load['duplicated']}",
+                     f"{fmt(ws['max'])}/{fmt(ws['p99'])}" if ws["max"] is not None else "(none)",
+                     f"{fmt(wa['max'])}/{fmt(wa['p99'])}",
+                     (f"{len(lg['busy'])}/{len(lg['nodes'])} at {lg['at_s']} s"
+                      + (f" ({', '.join(f'{v:.0f}' for v in lg['left_s'].values())} s left)" if lg.get("left_s") else "")
+                      + f", {lg['given']} given, {lg['done']} done" if lg["nodes"] else "")]
+        else:
+            cols += ["", "", "", ""]
+        lines.append("| " + " | ".join(cols) + " |")
     return "\n".join(lines)
 
 
 def step_times(cells: list[dict]) -> str:
     """Seconds each step took in this run, measurements included (for planning a sitting)."""
-    lines = ["| playbook | strategy | cell | " + " | ".join(STEP_TITLES[s] for s in STEPS) + " | job (wipe included) |",
-             "|---|---|---|" + "--:|" * (len(STEPS) + 1)]
+    lines = ["| playbook | strategy | cell | steps: seconds (no-op: all its runs; roll steps: with their results) | job s (wipe included) |",
+             "|---|---|---|---|--:|"]
     for c in cells:
-        lines.append(f"| {KIND_TITLES.get(c['playbook'], c['playbook'])} | {strategy_of(c)} | {c['hosts']}x{c['workers']} | "
-                     + " | ".join(fmt((c.get(s) or {}).get("step_s")) for s in STEPS) + f" | {fmt(c.get('job_s'))} |")
+        steps = ", ".join(f"{STEP_TITLES[split_step(s, strategy_of(c))[0]]}"
+                          + (f" ({split_step(s, strategy_of(c))[1]})" if "@" in s else "") + f" {c[s].get('step_s')}"
+                          for s in c.get("steps", []))
+        lines.append(f"| {KIND_TITLES.get(c['playbook'], c['playbook'])} | {strategy_of(c)} | {c['hosts']}x{c['workers']} "
+                     f"| {steps} | {fmt(c.get('job_s'))} |")
     return "\n".join(lines)
 
 
 def health_costs(cells: list[dict]) -> list[tuple[str, float, int]]:
     """(job/step, seconds per gate call, workers per call) of the role's health gate."""
     out = []
-    for c in cells:
-        for step in STEPS:
-            for h in (c.get(step) or {}).get("health", []):
-                m = re.search(r"healthy after [0-9.]+s: (.*)", h["stdout"])
-                n = len(m.group(1).split(", ")) if m else 0
-                out.append((f"{c['playbook']} {strategy_of(c)} {c['hosts']}x{c['workers']} {step}", h["seconds"], n))
+    for x in records(cells):
+        for h in x["r"].get("health", []):
+            m = re.search(r"healthy after [0-9.]+s: (.*)", h["stdout"])
+            n = len(m.group(1).split(", ")) if m else 0
+            out.append((f"{x['kind']} {x['strategy']} {x['n']}x{x['k']} {x['step']}", h["seconds"], n))
     return out
 
 
@@ -839,66 +926,79 @@ def mark(ok) -> str:
     return "not measured" if ok is None else ("met" if ok else "**NOT met**")
 
 
+def ratio_row(title: str, limit: float, a: float | None, b: float | None):
+    return (title, f"<= {limit}", f"{a:.1f} / {b:.1f} s = {a / b:.2f}" if a and b else "", a / b <= limit if a and b else None)
+
+
 def targets(cells: list[dict]) -> list[tuple[str, str, str, bool | None]]:
     """(measure, target, value from this run, met) of the issue's targets; None: not measured."""
+    recs = records(cells)
     rows = []
 
     def wall(kind, strategy, n, k, step):
-        r = find(cells, kind, strategy, n, k).get(step)
+        r = get(recs, kind, strategy, n, k, step)
         return r["wall"] if r else None
 
     for strategy, limit in (("ssh", 0.6), ("mitogen", 0.75)):
-        a, b = wall("role", strategy, 1, 16, "noop"), wall(RELEASE, strategy, 1, 16, "noop")
-        rows.append((f"no-op 1x16, this version / {RELEASE}, {strategy}", f"<= {limit}",
-                     f"{a:.1f} / {b:.1f} s = {a / b:.2f}" if a and b else "", a / b <= limit if a and b else None))
+        rows.append(ratio_row(f"no-op 1x16, this version / {RELEASE}, {strategy}", limit,
+                              wall("role", strategy, 1, 16, "noop"), wall(RELEASE, strategy, 1, 16, "noop")))
     one, sixteen = wall("role", "ssh", 1, 1, "noop"), wall("role", "ssh", 1, 16, "noop")
-    if one and sixteen:
-        per = (sixteen - one) / 15 / one
-        rows.append(("each extra worker in a no-op, ssh: (1x16 - 1x1) / 15 / 1x1", "<= 2%",
-                     f"({sixteen:.1f} - {one:.1f}) / 15 / {one:.1f} = {per:.1%}", per <= 0.02))
-    else:
-        rows.append(("each extra worker in a no-op, ssh: (1x16 - 1x1) / 15 / 1x1", "<= 2%", "", None))
+    per = (sixteen - one) / 15 / one if one and sixteen else None
+    rows.append(("each extra worker in a no-op, ssh: (1x16 - 1x1) / 15 / 1x1", "<= 2%",
+                 f"({sixteen:.1f} - {one:.1f}) / 15 / {one:.1f} = {per:.1%}" if per is not None else "",
+                 per <= 0.02 if per is not None else None))
     for strategy in STRATEGIES:
-        a, b = wall("role", strategy, 1, 1, "noop"), wall("baseline", strategy, 1, 1, "noop")
-        rows.append((f"no-op 1x1, this version / recipe (which restarts everything), {strategy}", "<= 1.0",
-                     f"{a:.1f} / {b:.1f} s = {a / b:.2f}" if a and b else "", a / b <= 1.0 if a and b else None))
-    fresh = [(strategy_of(c), c["hosts"], c["workers"]) for c in cells if c["playbook"] == "role" and "fresh" in c]
-    for strategy, n, k in (fresh or [("ssh", n, k) for n, k in QUICK_CELLS]):
-        a, b = wall("role", strategy, n, k, "fresh"), wall("baseline", strategy, n, k, "fresh")
+        rows.append(ratio_row(f"no-op 1x1, this version / recipe (which restarts everything), {strategy}", 1.0,
+                              wall("role", strategy, 1, 1, "noop"), wall("baseline", strategy, 1, 1, "noop")))
+    fresh = sorted({(x["strategy"] != "ssh", x["strategy"], x["n"], x["k"]) for x in recs if x["kind"] == "role" and x["step"] == "fresh"})
+    for _, strategy, n, k in fresh or [(False, "ssh", n, k) for n, k in QUICK_CELLS]:
+        b = wall("baseline", strategy, n, k, "fresh")
         if strategy != "ssh" and not b:
-            continue  # the recipe under Mitogen is measured on 1x1 only (--quick)
-        rows.append((f"fresh {n}x{k}, this version / recipe, {strategy}", "<= 1.0",
-                     f"{a:.1f} / {b:.1f} s = {a / b:.2f}" if a and b else "", a / b <= 1.0 if a and b else None))
+            continue  # the recipe runs under Mitogen on 1x1 only (--quick)
+        rows.append(ratio_row(f"fresh {n}x{k}, this version / recipe, {strategy}", 1.0, wall("role", strategy, n, k, "fresh"), b))
     for strategy in STRATEGIES:
-        jobs = [c for c in cells if c["playbook"] == "role" and strategy_of(c) == strategy]
-        ch = [(c, c["change"]) for c in jobs if "change" in c]
+        ch = [x for x in recs if x["kind"] == "role" and x["strategy"] == strategy and x["step"] == "change"]
         rows.append((f"one worker changed, this version, {strategy}", "exactly 1 restart",
-                     ", ".join(f"{c['hosts']}x{c['workers']}: {r['restarts']}" for c, r in ch),
-                     all(r["restarts"] == 1 for _, r in ch) if ch else None))
-        nop = [(c, c["noop"]) for c in jobs if "noop" in c]
+                     ", ".join(f"{x['n']}x{x['k']}: {x['r']['restarts']}" for x in ch),
+                     all(x["r"]["restarts"] == 1 for x in ch) if ch else None))
+        nop = [x for x in recs if x["kind"] == "role" and x["strategy"] == strategy and x["step"] == "noop"]
         rows.append((f"no-op, this version, {strategy}", "changed 0, no restart",
-                     ", ".join(f"{c['hosts']}x{c['workers']}: changed {r['changed']}, {r['restarts']} restarts" for c, r in nop),
-                     all(r["changed"] == 0 and r["restarts"] == 0 for _, r in nop) if nop else None))
+                     ", ".join(f"{x['n']}x{x['k']}: changed {x['r']['changed']}, {x['r']['restarts']} restarts" for x in nop),
+                     all(x["r"]["changed"] == 0 and x["r"]["restarts"] == 0 for x in nop) if nop else None))
     rolls = [(f"application changed under load, this version, {s}", s, "role", "app") for s in STRATEGIES]
     rolls += [(f"upgrade from {RELEASE} to this version under load, {s}", s, RELEASE, "from-1.0.0") for s in STRATEGIES]
+
+    def one_at_a_time(x):  # every worker went down and came back, never two at once, never two processes of one
+        roll = x["r"]["roll"]
+        return roll["down_fleet"] <= 1 and roll["rolled"] >= x["n"] * x["k"] and not roll.get("twice")
+
+    def wait_text(x):
+        load = x["r"]["load"]
+        ws, before = load["wait_shared"], load.get("wait_shared_before_restarts") or {}
+        text = (f"{ws['max']} ({ws['p99']}) s" + (f", before the restarts {before['max']} s" if before.get("max") is not None else "")
+                if ws["max"] is not None else f"no such queue (one consumer: {load['wait']['max']} s)")
+        lg = load["long"]
+        return f"{x['n']}x{x['k']}: {text}" + (f", long tasks on {len(lg['busy'])}/2 at the restarts"
+                                               + (f" ({', '.join(f'{v:.0f}' for v in lg['left_s'].values())} s left)"
+                                                  if lg.get("left_s") else "")
+                                               if lg["nodes"] else "")
+
     for title, strategy, kind, step in rolls:
-        rs = [(c, c[step]) for c in cells if c["playbook"] == kind and strategy_of(c) == strategy and step in c]
+        rs = [x for x in recs if x["kind"] == kind and x["strategy"] == strategy and x["step"] == step]
         if not rs and kind == RELEASE and strategy != "ssh":
             continue  # --quick upgrades under SSH only
-        rs = [(c, r) for c, r in rs if r.get("load") and r.get("roll")]
+        rs = [x for x in rs if x["r"].get("load") and x["r"].get("roll")]
         rows.append((title, "0 lost, fleet-wide one worker at a time",
-                     "; ".join(f"{c['hosts']}x{c['workers']}: {r['load']['lost']} lost of {r['load']['sent']} "
-                               f"({r['load']['duplicated']} duplicated), at most {r['roll']['down_fleet']} down" for c, r in rs),
-                     all(r["load"]["lost"] == 0 and r["roll"]["down_fleet"] <= 1 for _, r in rs) if rs else None))
-        judged = [(c, r) for c, r in rs if r["load"]["wait_shared"]["max"] is not None]
+                     "; ".join(f"{x['n']}x{x['k']}: {x['r']['load']['lost']} lost of {x['r']['load']['sent']} "
+                               f"({x['r']['load']['duplicated']} duplicated), {x['r']['roll']['rolled']} of {x['n'] * x['k']} "
+                               f"workers rolled, at most {x['r']['roll']['down_fleet']} down"
+                               + (f", served twice at once: {x['r']['roll']['twice']} s" if x["r"]["roll"].get("twice") else "")
+                               for x in rs),
+                     all(x["r"]["load"]["lost"] == 0 and one_at_a_time(x) for x in rs) if rs else None))
+        judged = [x for x in rs if x["r"]["load"]["wait_shared"]["max"] is not None]
         rows.append((f"{title}: wait of a task (sent -> started), queues with 2+ consumers, longest (p99)",
-                     f"<= {WAIT_TARGET:.0f} s",
-                     "; ".join(f"{c['hosts']}x{c['workers']}: " + (f"{r['load']['wait_shared']['max']} ({r['load']['wait_shared']['p99']}) s"
-                                                                  if r["load"]["wait_shared"]["max"] is not None else
-                                                                  f"no such queue (one consumer: {r['load']['wait']['max']} s)")
-                               + (f", long tasks on {len(r['load']['long']['busy'])}/2" if r["load"]["long"]["nodes"] else "")
-                               for c, r in rs),
-                     all(r["load"]["wait_shared"]["max"] <= WAIT_TARGET for _, r in judged) if judged else None))
+                     f"<= {WAIT_TARGET:.0f} s", "; ".join(wait_text(x) for x in rs),
+                     all(x["r"]["load"]["wait_shared"]["max"] <= WAIT_TARGET for x in judged) if judged else None))
     return rows
 
 
@@ -914,7 +1014,7 @@ def notes(cells: list[dict]) -> list[str]:
     if costs:
         per_worker = [sec / n for _, sec, n in costs]
         out.append(f"- health gate: {len(costs)} calls, {min(per_worker):.2f}-{max(per_worker):.2f} s per worker")
-    drains = [(d["seconds"], d["stdout"]) for c in cells for s in STEPS for d in (c.get(s) or {}).get("drain", [])]
+    drains = [(d["seconds"], d["stdout"]) for x in records(cells) for d in x["r"].get("drain", [])]
     if drains:
         left = [o for _, o in drains if "not drained" in o]
         out.append(f"- drain before a restart: {len(drains)} calls, {min(s for s, _ in drains):.2f}-"
@@ -926,14 +1026,15 @@ def plot(cells: list[dict], path: Path) -> None:
     import matplotlib  # pylint: disable=import-outside-toplevel
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+    recs = records(cells)
     fig, axes = plt.subplots(2, 4, figsize=(20, 8.5))
     styles = {"role": "-o", "baseline": "--s", RELEASE: ":^"}
     for ax, step in zip(axes.flat, STEPS):
         for kind in KINDS:
             for strategy in STRATEGIES:
                 for k in sorted({c["workers"] for c in cells}):
-                    pts = sorted((c["hosts"], c[step]["wall"]) for c in cells if c["playbook"] == kind
-                                 and strategy_of(c) == strategy and c["workers"] == k and step in c)
+                    pts = sorted((x["n"], x["r"]["wall"]) for x in recs
+                                 if (x["kind"], x["strategy"], x["k"], x["step"]) == (kind, strategy, k, step))
                     if pts:
                         ax.plot([p[0] for p in pts], [p[1] for p in pts], styles[kind],
                                 label=f"{KIND_TITLES[kind]} {strategy}, {k} workers/host")
@@ -954,9 +1055,13 @@ def report(data: dict) -> str:
     m = data["meta"]
     parts = ["# Benchmark results\n",
              f"- date: {m['date']}\n- machine: {m['machine']}\n- command: `{m['command']}`\n"
+             f"- checkout: {m.get('commit', '')}\n"
              f"- total runtime: {m['runtime_s'] / 60:.1f} min\n"
-             f"- hosts reached over SSH as `deploy` with sudo, plainly (`ssh`) or with Mitogen (`mitogen_linear`); "
-             f"no-op: median of {m.get('noop_repeats')} runs ({m.get('baseline_noop_repeats')} of the recipe)\n",
+             f"- hosts reached over SSH as `deploy` with sudo, plainly (`ssh`) or with Mitogen (`mitogen_linear`)"
+             + ("; no-op: the median of the runs in brackets (runs per job: "
+                + ", ".join(sorted({f"{KIND_TITLES.get(c['playbook'], c['playbook'])} {c['hosts']}x{c['workers']} {c.get('noop_repeat')}"
+                                    for c in data["cells"] if "noop" in c})) + ")" if any("noop" in c for c in data["cells"]) else "")
+             + "\n",
              "Targets, from this run (ratios of wall times of `ansible-playbook`; "
              f"{RELEASE} = the released role, `scripts/release-tree {RELEASE}`, run by this bench in this sitting):\n",
              targets_table(data.get("targets") or []), "",
@@ -977,7 +1082,8 @@ def report(data: dict) -> str:
              f"`celery_app.sleep(0.01)` tasks sent during the run to every queue of the cell in turn ({LOAD_RATE:.0f}/s, "
              f"at most {LOAD_MAX}), done = result received, duplicated = a token executed twice (journals); wait = "
              "sent (controller) -> started (the task's own clock), longest and 99th percentile; long tasks = "
-             f"`sleep({LONG_SECONDS})` given to both consumers of `{LONG_QUEUE}` when the restarts begin.\n",
+             f"`sleep({LONG_SECONDS})` given to both consumers of `{LONG_QUEUE}` when the restarts of the application roll "
+             "begin (s left then, how many given).\n",
              table(data["cells"]), "",
              "Seconds per step, measurements included (no-op: all its runs):", "", step_times(data["cells"]), ""]
     if data.get("notes"):
@@ -1011,18 +1117,19 @@ def main() -> int:
     parser.add_argument("--strategies", default=None, help="ssh,mitogen (default ssh)")
     parser.add_argument("--throughput", action="store_true", help="also measure the throughput of a deployed fleet")
     parser.add_argument("--keep", action="store_true", help="keep the bench-* containers at the end")
+    parser.add_argument("--plan", action="store_true", help="print the jobs and the number of playbook runs, run nothing")
     parser.add_argument("--repeat", type=int, default=3, help="no-op runs per job of this version or 1.0.0, median shown (default 3)")
     parser.add_argument("--baseline-repeat", type=int, default=None,
-                        help="no-op runs per job of the recipe (default 1, --quick 3)")
+                        help="no-op runs per job of the recipe (default 1; --quick: 3 on 1x1, 1 on 1x16 and 8x1)")
     args = parser.parse_args()
     REPEAT = max(1, args.repeat)
-    BASELINE_REPEAT = max(1, args.baseline_repeat if args.baseline_repeat is not None else (3 if args.quick else 1))
+    BASELINE_REPEAT = max(1, args.baseline_repeat or 1)
 
     if args.quick:
         given = [o for o in ("hosts", "workers", "cells", "steps", "playbooks", "strategies") if getattr(args, o) is not None]
         if given:
             parser.error(f"--quick fixes the cells, playbooks, strategies and steps: not with --{', --'.join(given)}")
-        plan = quick_plan()
+        plan = quick_plan(args.baseline_repeat)
     else:
         hosts = [int(x) for x in (args.hosts or "1,4,8").split(",")]
         workers = [int(x) for x in (args.workers or "1,4,16").split(",")]
@@ -1033,17 +1140,31 @@ def main() -> int:
             except (ValueError, IndexError):
                 parser.error(f"--cells: HOSTSxWORKERS,... e.g. 1x1,8x1,1x16, not {args.cells}")
         steps = [s for s in (args.steps or ",".join(STEPS)).split(",") if s]
-        unknown = set(steps) - set(STEPS)
+        unknown = {s for s in steps if split_step(s, "ssh")[0] not in STEPS or split_step(s, "ssh")[1] not in STRATEGIES
+                   or s.startswith("fresh@")}  # a job's fresh runs under its own strategy
         if unknown or "fresh" not in steps:
-            parser.error(f"--steps: known {','.join(STEPS)}; fresh is always needed ({sorted(unknown)})")
+            parser.error(f"--steps: known {','.join(STEPS)}, each also as STEP@STRATEGY (run under that strategy on the "
+                         f"job's hosts, e.g. noop@mitogen); fresh is always needed ({sorted(unknown)})")
+        steps.sort(key=lambda s: (STEPS.index(split_step(s, "ssh")[0]), "@" in s))
         kinds = [KIND_ALIASES.get(x, x) for x in (args.playbooks or "role,baseline").split(",") if x]
         strategies = [x for x in (args.strategies or "ssh").split(",") if x]
         if set(kinds) - set(KINDS) or set(strategies) - set(STRATEGIES):
             parser.error(f"--playbooks: {','.join(KINDS)} (or recipe); --strategies: {','.join(STRATEGIES)}")
-        plan = [(kind, strategy, n, k, [s for s in KIND_STEPS[kind] if s in steps])
+        plan = [(kind, strategy, n, k, [s for s in steps if split_step(s, strategy)[0] in KIND_STEPS[kind]], None)
                 for kind in kinds for strategy in strategies for n, k in cells]
-    if any(n < 1 or k < 1 for _, _, n, k, _ in plan):
+    if any(n < 1 or k < 1 for _, _, n, k, _, _ in plan):
         parser.error("a cell needs at least 1 host and 1 worker per host")
+
+    if args.plan:
+        runs = 0
+        for kind, strategy, n, k, steps, noop_repeat in plan:
+            reps = noop_repeat or (BASELINE_REPEAT if kind == "baseline" else REPEAT)
+            count = sum(reps if split_step(s, strategy)[0] == "noop" else 1 for s in steps)
+            runs += count
+            print(f"{kind:8s} {strategy:8s} {n}x{k:<3d} {count:2d} runs: {', '.join(steps)}"
+                  + (f" (no-op x{reps})" if any(split_step(s, strategy)[0] == "noop" for s in steps) else ""))
+        print(f"{len(plan)} jobs, {runs} ansible-playbook runs, {max(n for _, _, n, _, _, _ in plan)} host(s)")
+        return 0
 
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     workdir = RESULTS / stamp
@@ -1052,9 +1173,10 @@ def main() -> int:
     if latest.is_symlink() or latest.exists():
         latest.unlink()
     latest.symlink_to(stamp)
-    log(f"results in {workdir}; plan: " + "; ".join(f"{kind} {s} {n}x{k} {','.join(st)}" for kind, s, n, k, st in plan))
+    log(f"results in {workdir}; plan: " + "; ".join(f"{kind} {s} {n}x{k} {','.join(st)}" + (f" (no-op x{r})" if r else "")
+                                                    for kind, s, n, k, st, r in plan))
 
-    all_hosts = host_names(max([n for _, _, n, _, _ in plan] + ([2] if args.throughput else [])))
+    all_hosts = host_names(max([n for _, _, n, _, _, _ in plan] + ([2] if args.throughput else [])))
     data = {"meta": {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                      "machine": f"{platform.node()}: {os.cpu_count()} CPUs, "
                                 f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
@@ -1062,17 +1184,16 @@ def main() -> int:
                      "command": "bench/run " + " ".join(sys.argv[1:]),
                      "commit": run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], check=False).stdout.strip(),
                      "noop_repeats": REPEAT, "baseline_noop_repeats": BASELINE_REPEAT,
-                     "plan": [list(p[:4]) + [p[4]] for p in plan]},
+                     "plan": [list(p) for p in plan]},
             "cells": [], "throughput": []}
     try:
         runner = Runner(export_release(workdir) if any(kind == RELEASE for kind, *_ in plan) else None)
         ensure_wheelhouse()
         key = ssh_key()
-        setup_broker(workdir, key, runner)
-        log(f"starting {len(all_hosts)} host(s)")
-        start_containers(all_hosts, key)
-        for kind, strategy, n, k, steps in plan:
-            data["cells"].append(job(runner, kind, strategy, n, k, all_hosts, workdir, key, steps))
+        log(f"starting bench-broker and {len(all_hosts)} host(s)")
+        parallel(lambda f: f(), [lambda: setup_broker(workdir, key, runner), lambda: start_containers(all_hosts, key)])
+        for kind, strategy, n, k, steps, noop_repeat in plan:
+            data["cells"].append(job(runner, kind, strategy, n, k, all_hosts, workdir, key, steps, noop_repeat))
             (workdir / "results.json").write_text(json.dumps(data, indent=1))
         if args.throughput:
             data["throughput"] = throughput(runner, all_hosts, workdir, THROUGHPUT_TASKS, key)
