@@ -14,13 +14,19 @@ Faults, each on the real fleet, each wait bounded:
    (reports@mol-worker2): CeleryWorkerDown fires naming it, and no
    CeleryQueueNoConsumer for `other`;
 2. stop reports@mol-worker2 too, the only consumer of `reports` (and now the
-   last one of `other`): CeleryQueueNoConsumer fires for both queues (never
-   for `default`), CeleryWorkerDown for the second worker as well;
-3. start both again: every one of these alerts resolves.
+   last one of `other`), and send BACKLOG tasks to `reports`:
+   CeleryQueueNoConsumer fires for both queues (never for `default`),
+   CeleryWorkerDown for the second worker as well, CeleryQueueBacklogGrowing
+   for `reports` only;
+3. start both again: every one of these alerts resolves;
+4. (the next test) a task that fails: CeleryTaskFailureRatioHigh fires for it,
+   and resolves once it mostly succeeds; Flower stopped:
+   CeleryFlowerMetricsAbsent; the broker's metrics plugin disabled:
+   CeleryBrokerMetricsAbsent; each resolves when its fault is undone.
 
-It prints the time from each fault to its alert firing and from the restart to
-resolution, and restores the fleet (both workers running and answering) even
-when it fails.
+Each test prints the time from each fault to its alert firing and from its
+undoing to resolution, and restores the fleet (workers running and answering,
+Flower and the broker's metrics served) even when it fails.
 """
 
 from __future__ import annotations
@@ -37,8 +43,8 @@ import urllib.request
 import pytest
 import yaml
 
-from fleet import (FLOWER_HOSTS, GROUP_VARS, HOST_VARS, INVENTORY, PROJECT, all_workers, consumers_of, fleet_answers,
-                   node, report, unit, wait_for)
+from fleet import (BROKER, FLOWER_HOSTS, GROUP_VARS, HOST_VARS, INVENTORY, PROJECT, all_workers, consumers_of,
+                   fleet_answers, node, report, unit, wait_for)
 
 PORT = int(GROUP_VARS["lab_prometheus_port"])
 API = f"http://127.0.0.1:{PORT}/api/v1"
@@ -58,6 +64,16 @@ SECOND = "reports@mol-worker2"
 STOPPED = [FIRST, SECOND]
 # Queues left without any consumer once both are stopped.
 EMPTIED = sorted(q for q in WORK_QUEUES if all(w["node"] in STOPPED for w in consumers_of(q)))
+# Tasks sent to QUEUE while it has no consumer: above the alert's threshold (100 ready).
+BACKLOG = 150
+# A task of the application no other test of this scenario runs, made to fail by its arguments
+# (add("x", 1): TypeError); FAILURES runs of it fail, then SUCCESSES succeed. Sent to QUEUE, whose
+# one consumer makes one series of each kind (a series' first sample is its baseline, not an increase).
+FAILING_TASK = "celery_app.add"
+FAILURES = 7
+SUCCESSES = 120
+FLOWER_UNIT = "celery-flower.service"
+BROKER_PLUGIN = "rabbitmq_prometheus"
 
 HTTP_TIMEOUT = 10  # one API request
 READY_TIMEOUT = 90  # targets up, every worker and queue in the metrics
@@ -100,11 +116,13 @@ def _by(expr: str, label: str) -> dict[str, float]:
 
 
 # An alert as the test tracks it: (alertname, the label that names what is wrong, its value).
-KEY_LABEL = {"CeleryWorkerDown": "worker", "CeleryQueueNoConsumer": "queue"}
+KEY_LABEL = {"CeleryWorkerDown": "worker", "CeleryQueueNoConsumer": "queue", "CeleryQueueBacklogGrowing": "queue",
+             "CeleryTaskFailureRatioHigh": "task", "CeleryFlowerMetricsAbsent": "job", "CeleryBrokerMetricsAbsent": "job"}
+assert set(KEY_LABEL) == set(RULES), "every alert of alerts.yml is faulted here"
 
 
 def _active() -> dict[tuple[str, str], dict]:
-    """Prometheus' active alerts (pending or firing) of the two alerts under test, by (alertname, worker|queue)."""
+    """Prometheus' active alerts (pending or firing), by (alertname, worker|queue|task|job)."""
     out = {}
     for alert in _api("alerts")["alerts"]:
         name = alert["labels"]["alertname"]
@@ -114,9 +132,11 @@ def _active() -> dict[tuple[str, str], dict]:
 
 
 def _ours(active: dict) -> dict:
-    """Only the alerts about this inventory's workers and work queues."""
-    return {k: a for k, a in active.items()
-            if (k[0] == "CeleryWorkerDown" and k[1] in WORKERS) or (k[0] == "CeleryQueueNoConsumer" and k[1] in WORK_QUEUES)}
+    """Only the alerts about this inventory's workers and work queues, the failing task and the two jobs."""
+    about = {"CeleryWorkerDown": WORKERS, "CeleryQueueNoConsumer": WORK_QUEUES, "CeleryQueueBacklogGrowing": WORK_QUEUES,
+             "CeleryTaskFailureRatioHigh": [FAILING_TASK], "CeleryFlowerMetricsAbsent": ["celery_flower"],
+             "CeleryBrokerMetricsAbsent": ["rabbitmq"]}
+    return {k: a for k, a in active.items() if k[1] in about[k[0]]}
 
 
 def _active_at(alert: dict) -> float:
@@ -239,9 +259,10 @@ def test_alerts_fire_on_faults_and_resolve(celery_app):
     times: dict[str, float] = {}
     try:
         # Nothing about this fleet is alerting before the faults.
-        watch.until("no CeleryWorkerDown/CeleryQueueNoConsumer about the fleet", lambda active: not active, READY_TIMEOUT)
+        watch.until("no alert about the fleet", lambda active: not active, READY_TIMEOUT)
         worker_down = {n: ("CeleryWorkerDown", n) for n in STOPPED}
         no_consumer = {q: ("CeleryQueueNoConsumer", q) for q in EMPTIED}
+        backlog = ("CeleryQueueBacklogGrowing", QUEUE)
 
         # 1. A worker whose queue keeps another consumer.
         t_fault1 = time.time()
@@ -259,10 +280,16 @@ def test_alerts_fire_on_faults_and_resolve(celery_app):
         # 2. The only consumer of QUEUE (and now the last one of `other`).
         t_fault2 = time.time()
         times["stop 2"] = _systemctl("stop", SECOND)
-        expected = [worker_down[SECOND]] + list(no_consumer.values())
-        active = watch.until(f"CeleryQueueNoConsumer firing for {EMPTIED} and CeleryWorkerDown for {SECOND}",
-                             _firing(*expected), FIRE_TIMEOUT)
-        assert set(active) == set(worker_down.values()) | set(no_consumer.values()), active
+        send_start = time.monotonic()
+        for _ in range(BACKLOG):
+            celery_app.app.send_task("celery_app.noop", queue=QUEUE)
+        times[f"send {BACKLOG} to {QUEUE}"] = time.monotonic() - send_start
+        expected = [worker_down[SECOND], backlog] + list(no_consumer.values())
+        active = watch.until(f"CeleryQueueNoConsumer firing for {EMPTIED}, CeleryWorkerDown for {SECOND}, "
+                             f"CeleryQueueBacklogGrowing for {QUEUE}", _firing(*expected), FIRE_TIMEOUT)
+        # No backlog alert for `other`, which has no consumer but no task either.
+        assert set(active) == set(worker_down.values()) | set(no_consumer.values()) | {backlog}, active
+        assert active[backlog]["labels"]["severity"] == RULES[backlog[0]]["labels"]["severity"], active[backlog]
         for queue, key in no_consumer.items():
             labels = active[key]["labels"]
             assert (labels["vhost"], labels["job"], labels["severity"]) == (VHOST, "rabbitmq", "critical"), labels
@@ -293,13 +320,93 @@ def test_alerts_fire_on_faults_and_resolve(celery_app):
         lines.append(f"CeleryQueueNoConsumer {q}: stop of its last consumer -> pending "
                      f"{since(t_fault2, no_consumer[q], watch.pending)}, -> firing {since(t_fault2, no_consumer[q], watch.firing)}; "
                      f"start -> resolved {since(t_restart, no_consumer[q], watch.gone)}")
+    lines.append(f"CeleryQueueBacklogGrowing {QUEUE}: stop of its last consumer and {BACKLOG} tasks sent -> pending "
+                 f"{since(t_fault2, backlog, watch.pending)}, -> firing {since(t_fault2, backlog, watch.firing)}; "
+                 f"start -> resolved {since(t_restart, backlog, watch.gone)}")
     print(f"\n  [prometheus alerts] for: {RULE_FOR:g}s, scrape/evaluation every "
           f"{GROUP_VARS['lab_prometheus_scrape_interval']}/{GROUP_VARS['lab_prometheus_evaluation_interval']}; "
           + ", ".join(f"{k} {v:.1f}s" for k, v in times.items()) + "\n  " + "\n  ".join(lines), flush=True)
-    for key in list(worker_down.values()) + list(no_consumer.values()):
-        t0 = t_fault1 if key == worker_down[FIRST] else t_fault2
-        assert key in watch.firing and key in watch.gone, key
-        # Pending only after its fault, firing no earlier than for: after that, resolved only after the restart.
-        assert t0 - 1 <= watch.pending[key], (key, t0, watch.pending[key])
-        assert watch.firing[key] >= watch.pending[key] + RULE_FOR, (key, watch.pending[key], watch.firing[key])
-        assert watch.gone[key] >= t_restart, key
+    for key in list(worker_down.values()) + list(no_consumer.values()) + [backlog]:
+        _assert_timeline(watch, key, t_fault1 if key == worker_down[FIRST] else t_fault2, t_restart)
+
+
+def _assert_timeline(watch: Watch, key: tuple[str, str], t_fault: float, t_undo: float) -> None:
+    """Pending only after its fault, firing no earlier than for: after that, resolved only after the fault's undoing."""
+    assert key in watch.firing and key in watch.gone, key
+    assert t_fault - 1 <= watch.pending[key], (key, t_fault, watch.pending[key])
+    assert watch.firing[key] >= watch.pending[key] + RULE_FOR, (key, watch.pending[key], watch.firing[key])
+    assert watch.gone[key] >= t_undo, key
+
+
+def _send_and_wait(app, n: int, args: tuple) -> None:
+    """n runs of FAILING_TASK with args, waited for (a failure is what some of them are for)."""
+    results = [app.send_task(FAILING_TASK, args=args, queue=QUEUE) for _ in range(n)]
+    for result in results:
+        result.get(timeout=60, propagate=False)
+
+
+def _events(kind: str) -> float:
+    """Prometheus' count of Flower's FAILING_TASK events of a kind (task-failed, task-succeeded) over the fleet."""
+    return sum(_query(f'flower_events_total{{task="{FAILING_TASK}", type="{kind}"}}').values())
+
+
+def _fault(watch: Watch, key: tuple[str, str], cause, undo, lines: list[str], what: str) -> None:
+    """Cause a fault, wait for its alert to fire (and nothing else of ours), undo it, wait for resolution."""
+    t_fault = time.time()
+    cause()
+    active = watch.until(f"{key[0]} firing for {key[1]}", _firing(key), FIRE_TIMEOUT)
+    assert set(active) == {key}, active
+    assert active[key]["labels"]["severity"] == RULES[key[0]]["labels"]["severity"], active[key]
+    t_undo = time.time()
+    undo()
+    watch.until(f"{key[0]} to resolve", lambda active: key not in active, RESOLVE_TIMEOUT)
+    lines.append(f"{key[0]} {key[1]}: {what} -> pending {watch.pending[key] - t_fault:.1f}s, "
+                 f"-> firing {watch.firing[key] - t_fault:.1f}s; undone -> resolved {watch.gone[key] - t_undo:.1f}s")
+    _assert_timeline(watch, key, t_fault, t_undo)
+
+
+def _flower_serves() -> bool:
+    return _targets()["celery_flower"][0]["health"] == "up" and all(
+        _by("flower_worker_online", "worker").get(n) == 1 for n in WORKERS)
+
+
+def _broker_metrics_served() -> bool:
+    return _targets()["rabbitmq"][0]["health"] == "up"
+
+
+@pytest.mark.deadline(480)
+def test_failures_and_missing_metrics_alert_and_resolve(celery_app):
+    """A task that mostly fails; Flower stopped; the broker's metrics plugin disabled."""
+    watch = Watch()
+    lines: list[str] = []
+    flower = node(FLOWER_HOSTS[0])
+    broker = node(BROKER)
+    try:
+        watch.until("no alert about the fleet", lambda active: not active, READY_TIMEOUT)
+
+        # A new series' first sample is its baseline: one failure and one success first, seen by Prometheus.
+        _send_and_wait(celery_app.app, 1, ("x", 1))
+        _send_and_wait(celery_app.app, 1, (1, 1))
+        wait_for(f"Prometheus sees {FAILING_TASK}'s first events",
+                 lambda: _events("task-failed") >= 1 and _events("task-succeeded") >= 1, timeout=READY_TIMEOUT, interval=1)
+        _fault(watch, ("CeleryTaskFailureRatioHigh", FAILING_TASK),
+               lambda: _send_and_wait(celery_app.app, FAILURES, ("x", 1)),
+               lambda: _send_and_wait(celery_app.app, SUCCESSES, (1, 1)),
+               lines, f"{FAILURES} failed runs (then {SUCCESSES} successful ones)")
+
+        _fault(watch, ("CeleryFlowerMetricsAbsent", "celery_flower"),
+               lambda: flower.run_expect([0], f"timeout {SYSTEMCTL_TIMEOUT} systemctl stop {FLOWER_UNIT}"),
+               lambda: flower.run_expect([0], f"timeout {SYSTEMCTL_TIMEOUT} systemctl start {FLOWER_UNIT}"),
+               lines, f"systemctl stop {FLOWER_UNIT}")
+        wait_for("Flower scraped with every worker online", _flower_serves, timeout=READY_TIMEOUT, interval=1)
+
+        _fault(watch, ("CeleryBrokerMetricsAbsent", "rabbitmq"),
+               lambda: broker.run_expect([0], f"rabbitmq-plugins disable {BROKER_PLUGIN}"),
+               lambda: broker.run_expect([0], f"rabbitmq-plugins enable {BROKER_PLUGIN}"),
+               lines, f"rabbitmq-plugins disable {BROKER_PLUGIN}")
+    finally:
+        flower.run(f"systemctl start {FLOWER_UNIT}")
+        broker.run(f"rabbitmq-plugins enable {BROKER_PLUGIN}")
+        wait_for("Flower and the broker's metrics scraped", lambda: _flower_serves() and _broker_metrics_served(),
+                 timeout=READY_TIMEOUT, interval=1)
+    print("\n  " + "\n  ".join(lines), flush=True)
