@@ -9,13 +9,15 @@ PyPI. Here, from outside: the Django task runs on its queue, with Django's
 settings and its ORM on SQLite in the workers' state directory; the packages
 are the pinned ones; the index's password is in no process, unit, journal
 line, readable file or Ansible output; a new version of the package rolls the
-workers; and a requirements file pip must refuse (a wrong hash, another
-Celery) fails before anything restarts, with pip's own reason.
+workers; a requirements file pip must refuse (a wrong hash, another
+Celery) fails before anything restarts, with pip's own reason; and a changed
+requirements file that changes what is installed rolls the workers.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import pathlib
 import uuid
 
@@ -28,6 +30,8 @@ from conftest import report
 HOST = "opt-worker2"
 PROJECT_DIR = fleet.PROJECT / "examples" / "django_project"
 REQUIREMENTS = PROJECT_DIR / "requirements.txt"
+# The private index's packages, made by files/make_packages.sh.
+INDEX_DIR = fleet.PROJECT / ".lab" / "index" / "options" / "shopsite"
 
 
 def _index_password() -> str:
@@ -161,3 +165,26 @@ def test_a_requirements_file_pip_refuses_fails_before_anything_restarts(tmp_path
     rc, output = fleet.run_playbook(tmp_path / "back.log", None, "--limit", HOST, timeout=200)
     assert rc == 0, output[-3000:]
     assert _pids() == before
+
+
+@pytest.mark.deadline(300)
+def test_a_changed_requirements_file_rolls_the_workers(tmp_path):
+    """The package moved into the requirements file at another version (with its hash): pip installs
+    it and every worker of the host restarts onto it; the scenario's settings then bring 1.0.0 back."""
+    before = _pids()
+    wheel = INDEX_DIR / "shopsite-1.0.1-py3-none-any.whl"
+    path = tmp_path / "requirements-1.0.1.txt"
+    path.write_text(REQUIREMENTS.read_text() + f"shopsite==1.0.1 \\\n    --hash=sha256:{hashlib.sha256(wheel.read_bytes()).hexdigest()}\n")
+    rc, output = fleet.run_playbook(tmp_path / "v101.log", fleet.write_override(tmp_path / "v101", {HOST: {
+        "celery_workers_requirements_src": str(path), "celery_workers_pip_packages": []}}), "--limit", HOST, timeout=240)
+    try:
+        assert rc == 0, output[-4000:]
+        assert _pip_freeze()["shopsite"] == "1.0.1"
+        after = _pids()
+        report("requirements changed", installed="shopsite 1.0.1", restarted=sorted(n for n in before if after[n] != before[n]))
+        assert all(after[name] not in ("0", pid) for name, pid in before.items()), (before, after)
+        assert fleet.node(HOST).file("/opt/celery/requirements.txt").content_string == path.read_text()
+    finally:
+        rc, output = fleet.run_playbook(tmp_path / "back.log", None, "--limit", HOST, timeout=240)
+        assert rc == 0, output[-4000:]
+    assert _pip_freeze()["shopsite"] == "1.0.0"
