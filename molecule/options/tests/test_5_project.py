@@ -110,38 +110,51 @@ def test_the_index_password_stays_secret():
         assert password not in host.file(unit_file).content_string, unit_file
 
 
-@pytest.mark.deadline(300)
-def test_a_new_version_of_the_package_rolls_the_workers_and_no_secret_is_shown(tmp_path):
-    entries = fleet.setting("celery_workers_pip_packages", HOST)
-    assert entries == ["shopsite==1.0.0"]
+@contextlib.contextmanager
+def _at_shopsite_101(tmp_path: pathlib.Path, host_vars: dict, *args: str):
+    """site.yml on HOST with host_vars that ask for shopsite 1.0.1: pip installs it and every worker of the
+    host restarts onto it (yields the run's output); then the scenario's settings bring 1.0.0 back (pip
+    installs the version asked for)."""
     before = _pids()
-    rc, output = fleet.run_playbook(tmp_path / "upgrade.log", fleet.write_override(tmp_path / "v101", {HOST: {
-        "celery_workers_pip_packages": ["shopsite==1.0.1"]}}), "--limit", HOST, "-vvv", timeout=240)
+    rc, output = fleet.run_playbook(tmp_path / "v101.log", fleet.write_override(tmp_path / "v101", {HOST: host_vars}),
+                                    "--limit", HOST, *args, timeout=240)
     try:
         assert rc == 0, output[-4000:]
         assert fleet.recap(output)[HOST]["failed"] == 0
         assert _pip_freeze()["shopsite"] == "1.0.1"
         after = _pids()
+        report("shopsite 1.0.1", through=sorted(host_vars), restarted=sorted(n for n in before if after[n] != before[n]))
         assert all(after[name] not in ("0", pid) for name, pid in before.items()), (before, after)
-        # pip itself prints the index with its password masked; Ansible never shows it.
-        assert _index_password() not in output
-        assert "shop:****@127.0.0.1" in output
-        with client() as app:
-            assert app.send_task("shop.tasks.record_order", args=["v101"], queue="shop").get(timeout=60)["settings"] == "shopsite.settings"
+        yield output
     finally:
-        # Back to the scenario's version (pip installs the version asked for).
         rc, output = fleet.run_playbook(tmp_path / "back.log", None, "--limit", HOST, timeout=240)
         assert rc == 0, output[-4000:]
     assert _pip_freeze()["shopsite"] == "1.0.0"
 
 
+def _with_shopsite_101(sha256: str) -> str:
+    """The project's requirements and shopsite 1.0.1 with the given hash."""
+    return REQUIREMENTS.read_text() + f"shopsite==1.0.1 \\\n    --hash=sha256:{sha256}\n"
+
+
+@pytest.mark.deadline(300)
+def test_a_new_version_of_the_package_rolls_the_workers_and_no_secret_is_shown(tmp_path):
+    entries = fleet.setting("celery_workers_pip_packages", HOST)
+    assert entries == ["shopsite==1.0.0"]
+    with _at_shopsite_101(tmp_path, {"celery_workers_pip_packages": ["shopsite==1.0.1"]}, "-vvv") as output:
+        # pip itself prints the index with its password masked; Ansible never shows it.
+        assert _index_password() not in output
+        assert "shop:****@127.0.0.1" in output
+        with client() as app:
+            assert app.send_task("shop.tasks.record_order", args=["v101"], queue="shop").get(timeout=60)["settings"] == "shopsite.settings"
+
+
 def _bad_requirements(tmp_path: pathlib.Path, kind: str) -> pathlib.Path:
-    text = REQUIREMENTS.read_text()
     if kind == "hash":
         # A package pip must download (installed ones are not fetched again), with a wrong hash.
-        text += "shopsite==1.0.1 \\\n    --hash=sha256:" + "0" * 64 + "\n"
+        text = _with_shopsite_101("0" * 64)
     else:
-        text = text.replace("celery==5.7.0", "celery==5.6.3")
+        text = REQUIREMENTS.read_text().replace("celery==5.7.0", "celery==5.6.3")
     path = tmp_path / f"requirements-{kind}-{uuid.uuid4().hex[:6]}.txt"
     path.write_text(text)
     return path
@@ -169,22 +182,8 @@ def test_a_requirements_file_pip_refuses_fails_before_anything_restarts(tmp_path
 
 @pytest.mark.deadline(300)
 def test_a_changed_requirements_file_rolls_the_workers(tmp_path):
-    """The package moved into the requirements file at another version (with its hash): pip installs
-    it and every worker of the host restarts onto it; the scenario's settings then bring 1.0.0 back."""
-    before = _pids()
-    wheel = INDEX_DIR / "shopsite-1.0.1-py3-none-any.whl"
+    """The package moved into the requirements file at another version, with its hash."""
     path = tmp_path / "requirements-1.0.1.txt"
-    path.write_text(REQUIREMENTS.read_text() + f"shopsite==1.0.1 \\\n    --hash=sha256:{hashlib.sha256(wheel.read_bytes()).hexdigest()}\n")
-    rc, output = fleet.run_playbook(tmp_path / "v101.log", fleet.write_override(tmp_path / "v101", {HOST: {
-        "celery_workers_requirements_src": str(path), "celery_workers_pip_packages": []}}), "--limit", HOST, timeout=240)
-    try:
-        assert rc == 0, output[-4000:]
-        assert _pip_freeze()["shopsite"] == "1.0.1"
-        after = _pids()
-        report("requirements changed", installed="shopsite 1.0.1", restarted=sorted(n for n in before if after[n] != before[n]))
-        assert all(after[name] not in ("0", pid) for name, pid in before.items()), (before, after)
+    path.write_text(_with_shopsite_101(hashlib.sha256((INDEX_DIR / "shopsite-1.0.1-py3-none-any.whl").read_bytes()).hexdigest()))
+    with _at_shopsite_101(tmp_path, {"celery_workers_requirements_src": str(path), "celery_workers_pip_packages": []}):
         assert fleet.node(HOST).file("/opt/celery/requirements.txt").content_string == path.read_text()
-    finally:
-        rc, output = fleet.run_playbook(tmp_path / "back.log", None, "--limit", HOST, timeout=240)
-        assert rc == 0, output[-4000:]
-    assert _pip_freeze()["shopsite"] == "1.0.0"
