@@ -73,6 +73,9 @@ BROKER = next(p["name"] for p in PLATFORMS if "broker" in p["groups"])
 WORKER_HOSTS = [p["name"] for p in PLATFORMS if "celery_workers" in p["groups"]]
 FLOWER_HOSTS = [p["name"] for p in PLATFORMS if "celery_flower" in p.get("groups", [])]
 BEAT_HOSTS = [h for h in WORKER_HOSTS if HOST_VARS[h].get("celery_workers_beat_enabled")]
+# Flower's settings in the scenarios that deploy it, and its unit (the role's vars).
+FLOWER_VARS = _yaml(INVENTORY / "group_vars" / "celery_flower.yml")
+FLOWER_UNIT = _yaml(PROJECT / "roles" / "celery_flower" / "vars" / "main.yml")["__celery_flower_unit"]
 
 
 def setting(name: str, hostname: str | None = None):
@@ -196,6 +199,13 @@ def report(what: str, **values) -> None:
 # ---------------------------------------------------------------------------
 # Hosts
 # ---------------------------------------------------------------------------
+
+def listeners(port: int) -> list[str]:
+    """The local addresses of the TCP sockets listening on port (the containers share the host network)."""
+    out = subprocess.run(["ss", "-H", "-l", "-t", "-n", f"sport = :{port}"],
+                         capture_output=True, text=True, check=True, timeout=30).stdout
+    return [line.split()[3] for line in out.splitlines() if line.strip()]
+
 
 def node(name: str):
     """A testinfra host for a container of the scenario (podman exec)."""

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
 import sys
 import time
 import urllib.error
@@ -25,16 +24,14 @@ import urllib.request
 from email.message import Message
 
 import pytest
-import yaml
 
-from fleet import FLOWER_HOSTS, INVENTORY, NAME, PROJECT, all_workers
+from fleet import FLOWER_HOSTS, FLOWER_VARS, NAME, PROJECT, all_workers, listeners
 
 # Every wait is bounded.
 READY_TIMEOUT = 90  # Flower sees every worker (events and inspect replies)
 PAGE_TIMEOUT = 30  # one page load
 HTTP_TIMEOUT = 15  # one API request
 
-FLOWER_VARS = yaml.safe_load((INVENTORY / "group_vars" / "celery_flower.yml").read_text())
 EXPECTED = {w["node"]: w for w in all_workers()}
 # The worker opened through the dashboard: the one with the most queues.
 CLICKED = max(EXPECTED.values(), key=lambda w: (len(w["queues"]), w["node"]))["node"]
@@ -174,10 +171,8 @@ def test_only_health_and_metrics_answer_without_credentials(flower_ready):
 
 def test_listens_on_loopback_only():
     # The containers share the host network: the controller sees Flower's socket.
-    out = subprocess.run(["ss", "-H", "-l", "-t", "-n", f"sport = :{FLOWER_VARS['celery_flower_port']}"],
-                         capture_output=True, text=True, check=True, timeout=30).stdout
-    local = [line.split()[3] for line in out.splitlines() if line.strip()]
-    assert local, out
+    local = listeners(FLOWER_VARS["celery_flower_port"])
+    assert local, local
     assert all(addr.startswith("127.0.0.1:") for addr in local), local
 
 

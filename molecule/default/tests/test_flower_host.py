@@ -12,9 +12,9 @@ import re
 import pytest
 import yaml
 
-from fleet import FLOWER_HOSTS, HARDENING_PROPS, NAME, PROJECT, ROLE_DEFAULTS, broker_password
+from fleet import FLOWER_HOSTS, FLOWER_UNIT, HARDENING_PROPS, NAME, PROJECT, ROLE_DEFAULTS, broker_password
 FLOWER_DEFAULTS = yaml.safe_load((PROJECT / "roles" / "celery_flower" / "defaults" / "main.yml").read_text())
-UNIT = "celery-flower.service"
+UNIT = FLOWER_UNIT
 ENV_FILE = "/etc/celery-flower/flower.env"
 STATE_DIR = "/var/lib/celery-flower"
 SEARCHED = "/etc /opt /var/lib /run /tmp /var/tmp /var/log /srv /home /root"

@@ -34,17 +34,15 @@ from __future__ import annotations
 import datetime
 import json
 import re
-import subprocess
 import time
-import urllib.error
 import urllib.parse
 import urllib.request
 
 import pytest
 import yaml
 
-from fleet import (BROKER, FLOWER_HOSTS, GROUP_VARS, HOST_VARS, INVENTORY, PROJECT, all_workers, consumers_of,
-                   fleet_answers, node, report, unit, wait_for)
+from fleet import (BROKER, FLOWER_HOSTS, FLOWER_UNIT, FLOWER_VARS, GROUP_VARS, HOST_VARS, PROJECT, all_workers,
+                   consumers_of, fleet_answers, listeners, node, report, unit, wait_for)
 
 PORT = int(GROUP_VARS["lab_prometheus_port"])
 API = f"http://127.0.0.1:{PORT}/api/v1"
@@ -52,7 +50,6 @@ BROKER_METRICS_PORT = int(GROUP_VARS["lab_broker_prometheus_port"])
 VHOST = GROUP_VARS["lab_broker_vhost"]
 RULES = {r["alert"]: r for g in yaml.safe_load((PROJECT / "prometheus" / "alerts.yml").read_text())["groups"]
          for r in g["rules"] if "alert" in r}
-FLOWER_VARS = yaml.safe_load((INVENTORY / "group_vars" / "celery_flower.yml").read_text())
 
 WORKERS = {w["node"]: w for w in all_workers()}
 WORK_QUEUES = sorted({q for w in WORKERS.values() for q in w["queues"]})
@@ -72,7 +69,6 @@ BACKLOG = 150
 FAILING_TASK = "celery_app.add"
 FAILURES = 7
 SUCCESSES = 120
-FLOWER_UNIT = "celery-flower.service"
 BROKER_PLUGIN = "rabbitmq_prometheus"
 
 HTTP_TIMEOUT = 10  # one API request
@@ -182,11 +178,16 @@ class Watch:
             time.sleep(POLL)
 
 
+def _run_systemctl(verb: str, hostname: str, unit_name: str) -> None:
+    """systemctl VERB a unit on a host, bounded."""
+    node(hostname).run_expect([0], f"timeout {SYSTEMCTL_TIMEOUT} systemctl {verb} {unit_name}")
+
+
 def _systemctl(verb: str, worker_node: str) -> float:
-    """systemctl VERB the worker's unit on its host (bounded); returns how long it took."""
+    """systemctl VERB the worker's unit on its host; returns how long it took."""
     w = WORKERS[worker_node]
     start = time.time()
-    node(w["host"]).run_expect([0], f"timeout {SYSTEMCTL_TIMEOUT} systemctl {verb} {unit(w['name'])}")
+    _run_systemctl(verb, w["host"], unit(w["name"]))
     return time.time() - start
 
 
@@ -199,12 +200,6 @@ def _targets() -> dict[str, list[dict]]:
     for target in _api("targets", state="active")["activeTargets"]:
         out.setdefault(target["labels"]["job"], []).append(target)
     return out
-
-
-def _listeners(port: int) -> list[str]:
-    out = subprocess.run(["ss", "-H", "-l", "-t", "-n", f"sport = :{port}"],
-                         capture_output=True, text=True, check=True, timeout=30).stdout
-    return [line.split()[3] for line in out.splitlines() if line.strip()]
 
 
 def test_the_faults_are_what_the_inventory_says():
@@ -222,8 +217,8 @@ def test_prometheus_scrapes_flower_and_the_broker_with_the_fleet_rules():
     loaded are alerts.yml's (names, severities) with the scenario's for:; the series are per worker
     and per queue."""
     for port in (PORT, BROKER_METRICS_PORT):
-        listeners = _listeners(port)
-        assert listeners and all(a.startswith("127.0.0.1:") for a in listeners), (port, listeners)
+        local = listeners(port)
+        assert local and all(a.startswith("127.0.0.1:") for a in local), (port, local)
 
     rules = {r["name"]: r for g in _api("rules", type="alert")["groups"] for r in g["rules"]}
     assert set(rules) == set(RULES)
@@ -365,13 +360,11 @@ def _fault(watch: Watch, key: tuple[str, str], cause, undo, lines: list[str], wh
     _assert_timeline(watch, key, t_fault, t_undo)
 
 
-def _flower_serves() -> bool:
-    return _targets()["celery_flower"][0]["health"] == "up" and all(
-        _by("flower_worker_online", "worker").get(n) == 1 for n in WORKERS)
-
-
-def _broker_metrics_served() -> bool:
-    return _targets()["rabbitmq"][0]["health"] == "up"
+def _serving(*jobs: str) -> bool:
+    """Every target of the jobs up (one request of the targets), and Flower, if one of them, seeing every worker online."""
+    targets = _targets()
+    return all(t["health"] == "up" for job in jobs for t in targets[job]) and (
+        "celery_flower" not in jobs or all(_by("flower_worker_online", "worker").get(n) == 1 for n in WORKERS))
 
 
 @pytest.mark.deadline(480)
@@ -379,7 +372,6 @@ def test_failures_and_missing_metrics_alert_and_resolve(celery_app):
     """A task that mostly fails; Flower stopped; the broker's metrics plugin disabled."""
     watch = Watch()
     lines: list[str] = []
-    flower = node(FLOWER_HOSTS[0])
     broker = node(BROKER)
     try:
         watch.until("no alert about the fleet", lambda active: not active, READY_TIMEOUT)
@@ -395,18 +387,18 @@ def test_failures_and_missing_metrics_alert_and_resolve(celery_app):
                lines, f"{FAILURES} failed runs (then {SUCCESSES} successful ones)")
 
         _fault(watch, ("CeleryFlowerMetricsAbsent", "celery_flower"),
-               lambda: flower.run_expect([0], f"timeout {SYSTEMCTL_TIMEOUT} systemctl stop {FLOWER_UNIT}"),
-               lambda: flower.run_expect([0], f"timeout {SYSTEMCTL_TIMEOUT} systemctl start {FLOWER_UNIT}"),
+               lambda: _run_systemctl("stop", FLOWER_HOSTS[0], FLOWER_UNIT),
+               lambda: _run_systemctl("start", FLOWER_HOSTS[0], FLOWER_UNIT),
                lines, f"systemctl stop {FLOWER_UNIT}")
-        wait_for("Flower scraped with every worker online", _flower_serves, timeout=READY_TIMEOUT, interval=1)
+        wait_for("Flower scraped with every worker online", lambda: _serving("celery_flower"), timeout=READY_TIMEOUT, interval=1)
 
         _fault(watch, ("CeleryBrokerMetricsAbsent", "rabbitmq"),
                lambda: broker.run_expect([0], f"rabbitmq-plugins disable {BROKER_PLUGIN}"),
                lambda: broker.run_expect([0], f"rabbitmq-plugins enable {BROKER_PLUGIN}"),
                lines, f"rabbitmq-plugins disable {BROKER_PLUGIN}")
     finally:
-        flower.run(f"systemctl start {FLOWER_UNIT}")
+        node(FLOWER_HOSTS[0]).run(f"systemctl start {FLOWER_UNIT}")
         broker.run(f"rabbitmq-plugins enable {BROKER_PLUGIN}")
-        wait_for("Flower and the broker's metrics scraped", lambda: _flower_serves() and _broker_metrics_served(),
+        wait_for("Flower and the broker's metrics scraped", lambda: _serving("celery_flower", "rabbitmq"),
                  timeout=READY_TIMEOUT, interval=1)
     print("\n  " + "\n  ".join(lines), flush=True)
