@@ -657,9 +657,9 @@ def split_step(step: str, strategy: str) -> tuple[str, str]:
 
 
 def job(runner: Runner, kind: str, strategy: str, n: int, k: int, all_hosts: list[str], workdir: Path, key: Path,
-        steps: list[str], noop_repeat: int | None = None) -> dict:
+        steps: list[str], noop_repeat: int) -> dict:
     """One playbook kind under one strategy on one cell: its steps in order, from wiped hosts.
-    noop_repeat: the no-op runs of this job (default REPEAT, the recipe BASELINE_REPEAT)."""
+    noop_repeat: the no-op runs of this job (its row of the plan)."""
     hosts = host_names(n)
     tag = f"{kind}-{strategy}-{n}x{k}"
     t_job = time.monotonic()
@@ -669,7 +669,7 @@ def job(runner: Runner, kind: str, strategy: str, n: int, k: int, all_hosts: lis
     state = {"app_dir": write_app(app_dir, 0), "celery": CELERY_FROM}
     inv = workdir / "inv" / tag
     out = {"playbook": kind, "strategy": strategy, "hosts": n, "workers": k, "steps": [],
-           "noop_repeat": noop_repeat or (BASELINE_REPEAT if kind == "baseline" else REPEAT)}
+           "noop_repeat": noop_repeat}
     for step in steps:
         base, step_strategy = split_step(step, strategy)
         if base == "remove" and k == 1:
@@ -691,8 +691,7 @@ def job(runner: Runner, kind: str, strategy: str, n: int, k: int, all_hosts: lis
         env, cwd = runner.env(runs_as, step_strategy)
         t_step = time.monotonic()
         if base == "noop":
-            repeat = noop_repeat or (BASELINE_REPEAT if kind == "baseline" else REPEAT)
-            runs = [measured(pb, hosts, inv, logfile.with_name(f"{logfile.stem}{i}.log"), env, cwd) for i in range(repeat)]
+            runs = [measured(pb, hosts, inv, logfile.with_name(f"{logfile.stem}{i}.log"), env, cwd) for i in range(noop_repeat)]
             r = dict(median_run(runs), walls=[x["wall"] for x in runs],
                      changed=max(x["changed"] for x in runs), restarts=max(x["restarts"] for x in runs))
         else:
@@ -728,11 +727,11 @@ def quick_plan(baseline_repeat: int | None) -> list[tuple[str, str, int, int, li
     steps = ["fresh", "noop", "change", "app"]
     plan = []
     for n, k in QUICK_CELLS:
-        plan += [("role", "ssh", n, k, steps, None), ("role", "mitogen", n, k, steps, None),
+        plan += [("role", "ssh", n, k, steps, REPEAT), ("role", "mitogen", n, k, steps, REPEAT),
                  ("baseline", "ssh", n, k, ["fresh", "noop", "noop@mitogen", "change", "app"] if (n, k) == (1, 1) else steps,
                   baseline_repeat or (REPEAT if (n, k) == (1, 1) else 1))]
         if (n, k) == (1, 16):
-            plan.append((RELEASE, "ssh", n, k, ["fresh", "noop", "noop@mitogen", "from-1.0.0"], None))
+            plan.append((RELEASE, "ssh", n, k, ["fresh", "noop", "noop@mitogen", "from-1.0.0"], REPEAT))
     return plan
 
 
@@ -1129,7 +1128,7 @@ def main() -> int:
         given = [o for o in ("hosts", "workers", "cells", "steps", "playbooks", "strategies") if getattr(args, o) is not None]
         if given:
             parser.error(f"--quick fixes the cells, playbooks, strategies and steps: not with --{', --'.join(given)}")
-        plan = quick_plan(args.baseline_repeat)
+        plan = quick_plan(BASELINE_REPEAT if args.baseline_repeat else None)
     else:
         hosts = [int(x) for x in (args.hosts or "1,4,8").split(",")]
         workers = [int(x) for x in (args.workers or "1,4,16").split(",")]
@@ -1150,15 +1149,15 @@ def main() -> int:
         strategies = [x for x in (args.strategies or "ssh").split(",") if x]
         if set(kinds) - set(KINDS) or set(strategies) - set(STRATEGIES):
             parser.error(f"--playbooks: {','.join(KINDS)} (or recipe); --strategies: {','.join(STRATEGIES)}")
-        plan = [(kind, strategy, n, k, [s for s in steps if split_step(s, strategy)[0] in KIND_STEPS[kind]], None)
+        plan = [(kind, strategy, n, k, [s for s in steps if split_step(s, strategy)[0] in KIND_STEPS[kind]],
+                 BASELINE_REPEAT if kind == "baseline" else REPEAT)
                 for kind in kinds for strategy in strategies for n, k in cells]
     if any(n < 1 or k < 1 for _, _, n, k, _, _ in plan):
         parser.error("a cell needs at least 1 host and 1 worker per host")
 
     if args.plan:
         runs = 0
-        for kind, strategy, n, k, steps, noop_repeat in plan:
-            reps = noop_repeat or (BASELINE_REPEAT if kind == "baseline" else REPEAT)
+        for kind, strategy, n, k, steps, reps in plan:
             count = sum(reps if split_step(s, strategy)[0] == "noop" else 1 for s in steps)
             runs += count
             print(f"{kind:8s} {strategy:8s} {n}x{k:<3d} {count:2d} runs: {', '.join(steps)}"
@@ -1183,7 +1182,6 @@ def main() -> int:
                                 f"{platform.platform()}, podman {run(['podman', '--version']).stdout.split()[-1]}",
                      "command": "bench/run " + " ".join(sys.argv[1:]),
                      "commit": run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], check=False).stdout.strip(),
-                     "noop_repeats": REPEAT, "baseline_noop_repeats": BASELINE_REPEAT,
                      "plan": [list(p) for p in plan]},
             "cells": [], "throughput": []}
     try:
