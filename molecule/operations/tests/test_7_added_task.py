@@ -6,10 +6,10 @@ scenario has already converged, through a playbook whose roles/ directory
 holds the copy. The new task must run there and report `changed`, the file
 must be on the host, and nothing else may change: no worker restarts.
 Then the real role runs with one worker's concurrency raised (through
-celery_workers_overrides): that worker alone restarts, with its new pool,
-every other worker of the fleet keeps its main process; the scenario's
-inventory puts it back the same way, and the file is removed, so the host is
-as the scenario left it.
+celery_workers_overrides) and celery_workers_drain_timeout 0: that worker
+alone restarts, undrained, with its new pool, every other worker of the fleet
+keeps its main process; the scenario's inventory puts it back the same way,
+drained, and the file is removed, so the host is as the scenario left it.
 
 With a role that decides from a record or a prediction of the host ("in
 shape, end here") the new task would be skipped on a converged host and
@@ -81,21 +81,25 @@ def test_a_task_added_to_the_role_runs_on_a_converged_host(tmp_path):
         # The real role, one worker changed: that one restarts with its new pool, no other worker of the fleet.
         first = workers_of(hostname)[0]
         override = write_override(tmp_path / "override", {hostname: {
-            "celery_workers_overrides": {first["name"]: {"concurrency": first["concurrency"] + 1}}}})
-        _only_that_worker_restarts(tmp_path / "ansible-one.log", override, first, first["concurrency"] + 1)
-        # And back (the scenario's inventory): the same worker once more, nothing else.
-        _only_that_worker_restarts(tmp_path / "ansible-back.log", None, first, first["concurrency"])
+            "celery_workers_overrides": {first["name"]: {"concurrency": first["concurrency"] + 1}},
+            "celery_workers_drain_timeout": 0}})
+        _only_that_worker_restarts(tmp_path / "ansible-one.log", override, first, first["concurrency"] + 1, drained=False)
+        # And back (the scenario's inventory): the same worker once more, drained, nothing else.
+        _only_that_worker_restarts(tmp_path / "ansible-back.log", None, first, first["concurrency"], drained=True)
     finally:
         host.run(f"rm -f {trap}")
     assert not host.file(trap).exists
 
 
-def _only_that_worker_restarts(log, override, worker: dict, concurrency: int) -> None:
+def _only_that_worker_restarts(log, override, worker: dict, concurrency: int, drained: bool) -> None:
     fleet = [(h, w["name"]) for h in WORKER_HOSTS for w in workers_of(h)]
     pids = {(h, n): unit_props(h, unit(n), "MainPID")["MainPID"] for h, n in fleet}
     rc, output = run_playbook(log, override, timeout=300)
     assert rc == 0, output[-4000:]
     after = {(h, n): unit_props(h, unit(n), "MainPID")["MainPID"] for h, n in fleet}
+    # The drain of the restarted worker ran (ok) or, with celery_workers_drain_timeout 0, did not (skipping).
+    drain = output.split(f"TASK [celery_fleet.celery.celery_workers : Drain {worker['name']}]", 1)[1].split("TASK [", 1)[0]
+    assert f"{'ok' if drained else 'skipping'}: [{worker['host']}]" in drain, drain
     changed = sorted(k for k in pids if after[k] != pids[k])
     assert changed == [(worker["host"], worker["name"])], (pids, after)
     assert after[changed[0]] != "0"
@@ -103,5 +107,5 @@ def _only_that_worker_restarts(log, override, worker: dict, concurrency: int) ->
         stats = wait_for(f"{worker['node']} to answer", lambda: (client.app.control.inspect(
             destination=[worker["node"]], timeout=2.0).stats() or {}).get(worker["node"]), timeout=30)
     assert stats["pool"]["max-concurrency"] == concurrency, stats["pool"]
-    print(f"\none worker changed ({worker['node']}, concurrency {concurrency}): it alone restarted, "
+    print(f"\none worker changed ({worker['node']}, concurrency {concurrency}, {'' if drained else 'not '}drained): it alone restarted, "
           f"{len(fleet) - 1} others kept their main process")
